@@ -1,0 +1,113 @@
+#include "core/tape.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "kernels/backend.h"
+#include "kernels/ops.h"
+
+struct mf_ctx {
+  const mf_backend *be;
+  mf_arena *arena;
+  mf_node *nodes;
+  int n, cap;
+  int record;
+  mf_status st;
+};
+
+mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
+  mf_ctx *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->be = be;
+  c->arena = mf_arena_create(arena_bytes, be->alloc, be->free);
+  if (!c->arena) {
+    free(c);
+    return NULL;
+  }
+  c->record = 1;
+  return c;
+}
+
+void mf_ctx_destroy(mf_ctx *c) {
+  if (!c) return;
+  mf_arena_destroy(c->arena);
+  free(c->nodes);
+  free(c);
+}
+
+const mf_backend *mf_ctx_backend(const mf_ctx *c) { return c->be; }
+void mf_ctx_set_record(mf_ctx *c, int on) { c->record = on; }
+int mf_ctx_recording(const mf_ctx *c) { return c->record; }
+mf_status mf_ctx_status(const mf_ctx *c) { return c->st; }
+size_t mf_ctx_arena_peak(const mf_ctx *c) { return mf_arena_peak(c->arena); }
+int mf_ctx_arena_grows(const mf_ctx *c) { return mf_arena_grows(c->arena); }
+int mf_ctx_nodes(const mf_ctx *c) { return c->n; }
+
+void mf_ctx_reset(mf_ctx *c) {
+  c->n = 0;
+  c->st = MF_OK;
+  mf_arena_reset(c->arena);
+}
+
+void *mf_ctx_alloc(mf_ctx *c, size_t bytes) {
+  void *p = mf_arena_alloc(c->arena, bytes);
+  if (!p && c->st == MF_OK)
+    c->st = MF_ERR(MF_ERR_NOMEM, "step arena: out of memory allocating %zu bytes (lower "
+                                 "train.micro_batch_size or train.seq_len)", bytes);
+  return p;
+}
+
+mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape) {
+  mf_tensor *t = mf_ctx_alloc(c, sizeof *t);
+  if (!t) return NULL;
+  *t = mf_view(NULL, dt, ndim, shape);
+  t->device = c->be->device;
+  t->data = mf_ctx_alloc(c, mf_nbytes(t));
+  return t->data ? t : NULL;
+}
+
+mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op) {
+  if (!c->record) return NULL;
+  if (c->n == c->cap) {
+    /* grows during the first step only; the capacity is kept across resets */
+    int cap = c->cap ? 2 * c->cap : 256;
+    mf_node *nn = realloc(c->nodes, (size_t)cap * sizeof *nn);
+    if (!nn) {
+      if (c->st == MF_OK) c->st = MF_ERR(MF_ERR_NOMEM, "tape: out of memory");
+      return NULL;
+    }
+    c->nodes = nn;
+    c->cap = cap;
+  }
+  mf_node *nd = &c->nodes[c->n++];
+  memset(nd, 0, sizeof *nd);
+  nd->op = op;
+  return nd;
+}
+
+const char *mf_op_name(mf_op_id op) {
+  static const char *names[] = {
+#define MF_OP(name, fields) #name,
+#include "kernels/ops.def"
+#undef MF_OP
+  };
+  return (unsigned)op < MF_OP_COUNT ? names[op] : "?";
+}
+
+mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed) {
+  if (c->st != MF_OK) return c->st;
+  if (!c->record) return MF_ERR(MF_ERR_INTERNAL, "mf_backward: the context did not record a tape");
+  int64_t n = mf_numel(loss_rows);
+  float *g = mf_ctx_alloc(c, (size_t)n * sizeof(float));
+  if (!g) return c->st;
+  for (int64_t i = 0; i < n; i++) g[i] = seed;
+  loss_rows->grad = g;
+  for (int i = c->n - 1; i >= 0; i--) {
+    mf_node *nd = &c->nodes[i];
+    if (!nd->out->grad) continue; /* nothing downstream needs it */
+    mf_op_backward(c, nd);
+    if (c->st != MF_OK) return c->st;
+  }
+  return MF_OK;
+}

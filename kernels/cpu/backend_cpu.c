@@ -1,0 +1,28 @@
+/* The CPU backend table: the kernels of kernels/cpu plus host memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+
+static void *cpu_alloc(size_t bytes) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+  return p;
+}
+static void cpu_free(void *p) { free(p); }
+static void cpu_memset0(void *p, size_t bytes) { memset(p, 0, bytes); }
+
+const mf_backend mf_backend_cpu = {
+    .name = "cpu",
+    .device = MF_CPU,
+#define MF_OP(name, fields) .name##_forward = name##_forward, .name##_backward = name##_backward,
+#include "kernels/ops.def"
+#undef MF_OP
+    .accumulate = accumulate,
+    .adamw_update = adamw_update,
+    .sumsq = sumsq,
+    .attention_kv_forward = attention_kv_forward,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset0 = cpu_memset0,
+};

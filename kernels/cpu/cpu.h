@@ -1,0 +1,90 @@
+/* CPU kernels: one file per op family in kernels/cpu/, forward and backward.
+ * Argument order (llm.c convention): outputs, saved values, inputs, params, sizes.
+ * Parameter gradients accumulate (+=); activation gradients are written (=).
+ * kernels/cuda/<op>.cu carries the same names and argument order plus a trailing stream.
+ * All float arrays are fp32, row-major, contiguous. Threads come from OpenMP. */
+#ifndef MF_KERNELS_CPU_H
+#define MF_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- encoder.c: token + position embedding ---- */
+/* out[B,T,C] = wte[inp[b,t], :] + wpe[t, :]; inp[B,T] in [0, Vp) */
+void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                     int B, int T, int C);
+/* dwte[Vp,C] += , dwpe[maxT,C] += ; either may be NULL (frozen); deterministic (no float atomics) */
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                      int B, int T, int C);
+
+/* ---- layernorm.c (eps 1e-5, biased variance, as torch.nn.LayerNorm) ---- */
+/* out[N,C], saved mean[N], rstd[N]; inp[N,C], weight[C], bias[C] */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C);
+/* dinp[N,C] = ; dweight[C] += ; dbias[C] += ; any may be NULL; deterministic reductions */
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C);
+
+/* ---- matmul.c (OpenBLAS sgemm) ----
+ * wt == 0: weight[C,OC] (Hugging Face Conv1D layout, out = inp @ weight)
+ * wt == 1: weight[OC,C] (nn.Linear / tied embedding layout, out = inp @ weight^T) */
+/* out[N,OC] = inp[N,C] @ W + bias[OC]; bias may be NULL */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int N, int C, int OC, int wt);
+/* dinp[N,C] = (skipped if NULL); dweight += (skipped if NULL); dbias[OC] += (if not NULL) */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC, int wt);
+
+/* ---- gelu.c: tanh approximation, as torch gelu(approximate="tanh") ---- */
+void gelu_forward(float *out, const float *inp, size_t N);            /* out[N], inp[N] */
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N); /* dinp[N] = */
+
+/* ---- residual.c ---- */
+void residual_forward(float *out, const float *a, const float *b, size_t N); /* out = a + b */
+/* da = dout, db = dout; either may be NULL (that input needs no gradient) */
+void residual_backward(float *da, float *db, const float *dout, size_t N);
+/* acc[N] += x[N]: the tape uses it when an activation feeds several ops */
+void accumulate(float *acc, const float *x, size_t N);
+
+/* ---- attention.c: causal multi-head self-attention, flash-style on CPU ----
+ * qkv[B,T,3C]: q = [..., 0:C], k = [..., C:2C], v = [..., 2C:3C]; head h owns columns
+ * h*hs .. h*hs+hs-1 of each, hs = C/NH; scale 1/sqrt(hs). Online softmax over key tiles:
+ * no T x T buffer exists, only one tile per thread.
+ * out[B,T,C]; saved lse[B,NH,T] = log-sum-exp of the scaled scores of each query row. */
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+/* dqkv[B,T,3C] = ; recomputes scores tile by tile from qkv and lse */
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int C, int NH);
+
+/* ---- softmax_xent.c: fused softmax + cross-entropy over a padded vocabulary ----
+ * logits[N,Vp]; only columns < V are real (padded columns are masked out).
+ * targets[N] in [0,V) or -1 (ignored: loss 0, gradient 0).
+ * losses[N] = logsumexp(logits[i,:V]) - logits[i,target]; saved probs[N,Vp] = softmax
+ * (0 in padded columns). probs may alias logits: the exp pass runs once. */
+void softmax_xent_forward(float *losses, float *probs, const float *logits,
+                          const int32_t *targets, int N, int V, int Vp);
+/* dlogits[N,Vp] = (probs - onehot(target)) * dlosses[i]; may alias probs */
+void softmax_xent_backward(float *dlogits, const float *dlosses, const float *probs,
+                           const int32_t *targets, int N, int V, int Vp);
+
+/* ---- adamw.c: fused AdamW over a flat range (PyTorch's AdamW semantics) ----
+ * g = grads * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= lr * (wd * p + (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)); t counts from 1. */
+void adamw_update(float *params, float *m, float *v, const float *grads, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                  int t);
+/* sum of squares in double (for the global gradient norm) */
+double sumsq(const float *x, size_t n);
+
+/* ---- attention_kv.c: inference attention against a KV cache ----
+ * q[B,Tq,C] (row stride q_stride floats), kcache/vcache[B,NH,Tmax,hs]; query t of
+ * sequence b sits at position pos0[b] + t and attends keys 0 .. pos0[b]+t. out[B,Tq,C]. */
+void attention_kv_forward(float *out, const float *q, const float *kcache, const float *vcache,
+                          const int *pos0, int q_stride, int B, int Tq, int C, int NH, int Tmax);
+
+/* ---- vecmath.c ---- */
+/* y[i] = exp(x[i]), vectorisable, relative error < 2e-7 over the float range */
+void vexpf(float *y, const float *x, size_t n);
+
+#endif

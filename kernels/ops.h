@@ -1,0 +1,27 @@
+/* The ops models call. Each runs its forward kernel on the context's backend, takes its
+ * output from the step arena and, when recording, appends a tape node. On failure an op
+ * returns NULL and the context keeps the error (mf_ctx_status); ops given NULL pass it on,
+ * so model code checks once per forward. */
+#ifndef MF_OPS_H
+#define MF_OPS_H
+
+#include "core/tape.h"
+
+/* idx[B,T] i32, wte[Vp,C], wpe[maxT,C] -> [B,T,C] */
+mf_tensor *mf_encoder(mf_ctx *c, mf_tensor *idx, mf_tensor *wte, mf_tensor *wpe);
+/* x[..,C], w[C], b[C] -> [..,C] */
+mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b);
+/* x[..,C] @ w[C,OC] (wt=0) or w[OC,C]^T (wt=1) + b[OC] (may be NULL) -> [..,OC] */
+mf_tensor *mf_matmul(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt);
+mf_tensor *mf_gelu(mf_ctx *c, mf_tensor *x);
+mf_tensor *mf_residual(mf_ctx *c, mf_tensor *a, mf_tensor *b);
+/* qkv[B,T,3C] -> [B,T,C], causal, n_head heads */
+mf_tensor *mf_attention(mf_ctx *c, mf_tensor *qkv, int n_head);
+/* logits[N,Vp] (consumed: overwritten by the softmax), targets[N] i32 (-1 = ignore),
+ * V real classes -> per-row losses [N] */
+mf_tensor *mf_softmax_xent(mf_ctx *c, mf_tensor *logits, mf_tensor *targets, int V);
+
+/* Runs one node's backward kernels (called by mf_backward). */
+void mf_op_backward(mf_ctx *c, const mf_node *nd);
+
+#endif
