@@ -84,7 +84,8 @@ void attention_kv_forward(float *out, const float *q, const float *kcache, const
                           const int *pos0, int q_stride, int B, int Tq, int C, int NH, int Tmax);
 
 /* ---- vecmath.c ---- */
-/* y[i] = exp(x[i]), vectorisable, relative error < 2e-7 over the float range */
+/* y[i] = exp(x[i]), vectorised; relative error < 2e-7 wherever exp(x) is a normal float;
+ * 0 below FLT_MIN (x < -87.34, -inf), +inf above FLT_MAX; y may alias x */
 void vexpf(float *y, const float *x, size_t n);
 
 #endif

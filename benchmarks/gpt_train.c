@@ -1,0 +1,303 @@
+/* benchmarks/gpt_train: mforge's GPT training step vs PyTorch's, side by side.
+ * For each shape: writes one set of initial weights and batches, checks that both sides
+ * compute the same first and last loss on them (validation before timing), then runs the
+ * two sides alternately (A B A B ...) in separate processes and reports medians: ms/step,
+ * tokens/s, peak RSS, and the median of the per-round speed ratios.
+ *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4]
+ *             [--warmup 1] [--threads 2] [--no-torch]
+ *   gpt_train --worker DIR ...   (internal: one timed run of our side) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/h5.h"
+#include "core/optim.h"
+#include "core/progress.h"
+#include "core/threads.h"
+#include "kernels/backend.h"
+#include "trainers/checkpoint.h"
+#include "trainers/gpt.h"
+#include "trainers/train.h"
+
+typedef struct shape {
+  const char *name;
+  int L, NH, C;
+} shape;
+
+static const shape shapes[] = {{"tiny", 4, 4, 128}, {"124m", 12, 12, 768}};
+
+typedef struct opts {
+  char shapes[64], Ts[64];
+  int B, rounds, steps, warmup, threads, torch;
+} opts;
+
+/* ---- our side, in a child process ---- */
+static int worker(const char *dir, int threads, int warmup, int steps) {
+  mf_set_threads(threads);
+  char p[512];
+  snprintf(p, sizeof p, "%s/batches.h5", dir);
+  mf_h5 *h;
+  if (mf_h5_open(&h, p) != MF_OK) return fprintf(stderr, "%s\n", mf_error_message()), 1;
+  int64_t a[6];
+  const char *keys[] = {"n_layer", "n_head", "n_embd", "vocab_size", "block_size", "nbatch"};
+  for (int i = 0; i < 6; i++) mf_h5_get_i64(h, "/", keys[i], &a[i]);
+  int nd;
+  int64_t shp[4];
+  mf_h5_shape(h, "/idx", &nd, shp);
+  int NB = (int)shp[0], B = (int)shp[1], T = (int)shp[2];
+  int32_t *idx = malloc(sizeof(int32_t) * NB * B * T), *tgt = malloc(sizeof(int32_t) * NB * B * T);
+  mf_h5_read(h, "/idx", MF_I32, idx, 3, shp);
+  mf_h5_read(h, "/tgt", MF_I32, tgt, 3, shp);
+  mf_h5_close(h);
+  mf_model_cfg mc = {.family = "gpt", .n_layer = (int)a[0], .n_head = (int)a[1], .n_embd = (int)a[2],
+                     .vocab_size = (int)a[3], .block_size = (int)a[4]};
+  mf_gpt *g;
+  snprintf(p, sizeof p, "%s/init.h5", dir);
+  if (mf_gpt_create(&g, &mc) != MF_OK || mf_ckpt_load_params(p, &g->params) != MF_OK)
+    return fprintf(stderr, "%s\n", mf_error_message()), 1;
+  mf_train_cfg tc;
+  mf_config cfg;
+  mf_config_defaults(&cfg);
+  tc = cfg.train;
+  tc.lr = 1e-4f; /* constant: no warmup, as the torch side */
+  tc.min_lr = 1e-4f;
+  tc.warmup_steps = 0;
+  tc.weight_decay = 0.1f;
+  mf_adamw opt;
+  mf_adamw_init(&opt, g->params.numel);
+  mf_ctx *c = mf_ctx_create(&mf_backend_cpu, 64 << 20);
+  double first = 0, last = 0;
+  printf("{\"ms\":[");
+  for (int s = 0; s < warmup + steps; s++) {
+    int32_t *pi = idx + (size_t)(s % NB) * B * T, *pt = tgt + (size_t)(s % NB) * B * T;
+    double t0 = mf_now(), loss, norm;
+    if (mf_gpt_train_step(g, c, &opt, &mf_backend_cpu, &tc, s + 1, 1, &pi, &pt, B, T, &loss, &norm) != MF_OK)
+      return fprintf(stderr, "%s\n", mf_error_message()), 1;
+    double ms = (mf_now() - t0) * 1e3;
+    if (s == 0) first = loss;
+    last = loss;
+    if (s >= warmup) printf("%s%.3f", s > warmup ? "," : "", ms);
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("],\"loss_first\":%.7g,\"loss_last\":%.7g,\"peak_rss_kb\":%ld}\n", first, last, ru.ru_maxrss);
+  return 0;
+}
+
+/* ---- orchestration ---- */
+typedef struct result {
+  double ms_med, loss_first, loss_last;
+  long rss_kb;
+  int ok;
+} result;
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* runs argv with env additions, captures stdout's JSON line, peak RSS from the child */
+static result run_side(char *const argv[], const char *env_kv) {
+  result r = {0};
+  int fd[2];
+  if (pipe(fd) != 0) return r;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd[1], 1);
+    close(fd[0]);
+    close(fd[1]);
+    if (env_kv) putenv((char *)env_kv);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(fd[1]);
+  char buf[65536];
+  size_t n = 0;
+  ssize_t got;
+  while ((got = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)got;
+  buf[n] = 0;
+  close(fd[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return r;
+  char *ms = strstr(buf, "\"ms\":[");
+  if (!ms) return r;
+  double v[256];
+  int k = 0;
+  for (char *p = ms + 6; *p && *p != ']' && k < 256;) {
+    v[k++] = strtod(p, &p);
+    if (*p == ',') p++;
+  }
+  char *f = strstr(buf, "\"loss_first\":"), *l = strstr(buf, "\"loss_last\":"), *rs = strstr(buf, "\"peak_rss_kb\":");
+  if (!f || !l || !rs || k == 0) return r;
+  r.ms_med = median(v, k);
+  r.loss_first = strtod(f + 13, NULL);
+  r.loss_last = strtod(l + 12, NULL);
+  r.rss_kb = strtol(rs + 14, NULL, 10);
+  r.ok = 1;
+  return r;
+}
+
+static int prepare(const char *dir, const shape *s, int B, int T, int nbatch) {
+  mf_model_cfg mc = {.family = "gpt", .n_layer = s->L, .n_head = s->NH, .n_embd = s->C, .vocab_size = 50257,
+                     .block_size = 1024};
+  mf_gpt *g;
+  if (mf_gpt_create(&g, &mc) != MF_OK) return 0;
+  mf_params_init(&g->params, 1234);
+  mf_config cfg;
+  mf_config_defaults(&cfg);
+  cfg.model = mc;
+  char p[512];
+  snprintf(p, sizeof p, "%s/init.h5", dir);
+  int ok = mf_ckpt_save(p, &cfg, &g->params, NULL, NULL, NULL, "export") == MF_OK;
+  mf_gpt_free(g);
+  size_t n = (size_t)nbatch * B * T;
+  int32_t *idx = malloc(n * sizeof *idx), *tgt = malloc(n * sizeof *tgt);
+  mf_rng r;
+  mf_rng_seed(&r, 5, 0);
+  for (size_t i = 0; i < n; i++) { /* text-like: a Zipf-ish mix of frequent ids */
+    idx[i] = (int32_t)(mf_rng_below(&r, 4) ? mf_rng_below(&r, 2000) : mf_rng_below(&r, 50257));
+    tgt[i] = (int32_t)(mf_rng_below(&r, 4) ? mf_rng_below(&r, 2000) : mf_rng_below(&r, 50257));
+  }
+  snprintf(p, sizeof p, "%s/batches.h5", dir);
+  mf_h5 *h;
+  ok = ok && mf_h5_create(&h, p) == MF_OK;
+  if (ok) {
+    int64_t vals[] = {s->L, s->NH, s->C, 50257, 1024, nbatch};
+    const char *keys[] = {"n_layer", "n_head", "n_embd", "vocab_size", "block_size", "nbatch"};
+    for (int i = 0; i < 6; i++) mf_h5_set_i64(h, "/", keys[i], vals[i]);
+    mf_h5_write(h, "/idx", MF_I32, idx, 3, (int64_t[]){nbatch, B, T});
+    mf_h5_write(h, "/tgt", MF_I32, tgt, 3, (int64_t[]){nbatch, B, T});
+    ok = mf_h5_commit(h) == MF_OK;
+  }
+  free(idx);
+  free(tgt);
+  return ok;
+}
+
+static void bench_one(const opts *o, const shape *s, int T, const char *self) {
+  char dir[] = "/tmp/mf_bench.XXXXXX";
+  if (!mkdtemp(dir) || !prepare(dir, s, o->B, T, o->warmup + o->steps)) {
+    printf("%-5s T=%-4d prepare failed: %s\n", s->name, T, mf_error_message());
+    return;
+  }
+  char th[16], wu[16], st[16];
+  snprintf(th, sizeof th, "%d", o->threads);
+  snprintf(wu, sizeof wu, "%d", o->warmup);
+  snprintf(st, sizeof st, "%d", o->steps);
+  char *ours[] = {(char *)self, "--worker", dir, th, wu, st, NULL};
+  char script[1024];
+  snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", MF_SOURCE_DIR);
+  char *torch[] = {"/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st, NULL};
+  double a_ms[32], b_ms[32], ratio[32];
+  long a_rss = 0, b_rss = 0;
+  int n = 0, valid = 1;
+  result a0 = {0}, b0 = {0};
+  for (int r = 0; r < o->rounds && r < 32; r++) {
+    result a = run_side(ours, NULL);
+    result b = o->torch ? run_side(torch, "OMP_WAIT_POLICY=PASSIVE") : (result){0};
+    if (!a.ok || (o->torch && !b.ok)) {
+      printf("%-5s T=%-4d a side failed (ours ok=%d, torch ok=%d)\n", s->name, T, a.ok, b.ok);
+      valid = 0;
+      break;
+    }
+    if (r == 0) {
+      a0 = a;
+      b0 = b;
+      if (o->torch) { /* same weights, same batches: the same losses, or the timing means nothing */
+        double e1 = fabs(a.loss_first - b.loss_first) / fabs(b.loss_first);
+        double e2 = fabs(a.loss_last - b.loss_last) / fabs(b.loss_last);
+        printf("# validate %s T=%d: first loss %.6f vs %.6f (rel %.1e), last %.6f vs %.6f (rel %.1e) %s\n", s->name,
+               T, a.loss_first, b.loss_first, e1, a.loss_last, b.loss_last, e2,
+               e1 <= 1e-4 && e2 <= 1e-3 ? "OK" : "MISMATCH");
+        if (!(e1 <= 1e-4 && e2 <= 1e-3)) valid = 0;
+      }
+    }
+    a_ms[n] = a.ms_med;
+    b_ms[n] = b.ms_med;
+    ratio[n] = o->torch ? b.ms_med / a.ms_med : 0;
+    if (a.rss_kb > a_rss) a_rss = a.rss_kb;
+    if (b.rss_kb > b_rss) b_rss = b.rss_kb;
+    n++;
+  }
+  (void)a0;
+  (void)b0;
+  if (n > 0) {
+    double am = median(a_ms, n), bm = median(b_ms, n), rm = median(ratio, n);
+    double tok = (double)o->B * T;
+    if (o->torch)
+      printf("%-5s %5d %3d %10.1f %10.1f %9.0f %9.0f %9.0f %9.0f %8.2fx %s\n", s->name, T, o->B, am, bm,
+             tok / am * 1e3, tok / bm * 1e3, a_rss / 1024.0, b_rss / 1024.0, rm, valid ? "" : "(NOT VALIDATED)");
+    else
+      printf("%-5s %5d %3d %10.1f %10s %9.0f %9s %9.0f %9s\n", s->name, T, o->B, am, "-", tok / am * 1e3, "-",
+             a_rss / 1024.0, "-");
+    fflush(stdout);
+  }
+  if (getenv("MF_BENCH_KEEP")) { /* for profiling: gpt_train --worker DIR ... */
+    printf("# kept %s\n", dir);
+    return;
+  }
+  char rm[128];
+  snprintf(rm, sizeof rm, "rm -rf %s", dir);
+  if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 6 && strcmp(argv[1], "--worker") == 0) return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+  opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 1, .threads = 2, .torch = 1};
+  snprintf(o.shapes, sizeof o.shapes, "tiny,124m");
+  snprintf(o.Ts, sizeof o.Ts, "64,256");
+  for (int i = 1; i < argc; i++) {
+    const char *v = i + 1 < argc ? argv[i + 1] : "";
+    if (strcmp(argv[i], "--shapes") == 0) snprintf(o.shapes, sizeof o.shapes, "%s", v), i++;
+    else if (strcmp(argv[i], "--T") == 0) snprintf(o.Ts, sizeof o.Ts, "%s", v), i++;
+    else if (strcmp(argv[i], "--B") == 0) o.B = atoi(v), i++;
+    else if (strcmp(argv[i], "--rounds") == 0) o.rounds = atoi(v), i++;
+    else if (strcmp(argv[i], "--steps") == 0) o.steps = atoi(v), i++;
+    else if (strcmp(argv[i], "--warmup") == 0) o.warmup = atoi(v), i++;
+    else if (strcmp(argv[i], "--threads") == 0) o.threads = atoi(v), i++;
+    else if (strcmp(argv[i], "--no-torch") == 0) o.torch = 0;
+    else {
+      fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4] "
+                      "[--warmup 1] [--threads 2] [--no-torch]\n");
+      return 2;
+    }
+  }
+  if (o.B < 1 || o.rounds < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 1) {
+    fprintf(stderr, "gpt_train: --B, --rounds, --steps, --threads must be >= 1\n");
+    return 2;
+  }
+  char self[1024];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 1;
+  self[n] = 0;
+  printf("# gpt_train: fp32 AdamW training step, %d threads each side, B=%d, median of %d rounds x %d steps "
+         "(A B alternating); torch with OMP_WAIT_POLICY=PASSIVE\n", o.threads, o.B, o.rounds, o.steps);
+  printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
+         "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
+  char sh[64];
+  snprintf(sh, sizeof sh, "%s", o.shapes);
+  for (char *s = strtok(sh, ","); s; s = strtok(NULL, ",")) {
+    const shape *sp = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+      if (strcmp(shapes[i].name, s) == 0) sp = &shapes[i];
+    if (!sp) {
+      fprintf(stderr, "gpt_train: unknown shape '%s' (tiny, 124m)\n", s);
+      return 2;
+    }
+    char ts[64];
+    snprintf(ts, sizeof ts, "%s", o.Ts);
+    char *save = NULL;
+    for (char *t = strtok_r(ts, ",", &save); t; t = strtok_r(NULL, ",", &save)) bench_one(&o, sp, atoi(t), self);
+  }
+  return 0;
+}

@@ -1,0 +1,53 @@
+"""PyTorch side of benchmarks/gpt_train: the same GPT (tests/ref/gpt_torch.py), the same
+initial weights and batches (init.h5 / batches.h5 written by the C side), AdamW, fp32.
+Prints one JSON line: per-step times, first/last loss, peak RSS."""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "ref"))
+from gpt_torch import GPT, load_mforge_params  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    with h5py.File(os.path.join(a.dir, "batches.h5"), "r") as f:
+        at = dict(f.attrs)
+        idx = torch.from_numpy(f["idx"][...].astype(np.int64))
+        tgt = torch.from_numpy(f["tgt"][...].astype(np.int64))
+    L, NH, C, V, maxT = (int(at[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"))
+    model = GPT(L, NH, C, V, maxT)
+    with h5py.File(os.path.join(a.dir, "init.h5"), "r") as f:
+        load_mforge_params(model, f)
+    opt = torch.optim.AdamW(model.optim_groups(0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    times, losses = [], []
+    for s in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _, loss = model(idx[s % idx.shape[0]], tgt[s % tgt.shape[0]])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if s >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"ms": [t * 1e3 for t in times], "loss_first": losses[0], "loss_last": losses[-1],
+                      "peak_rss_kb": rss}, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()

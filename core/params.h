@@ -1,0 +1,56 @@
+/* Parameters: every model registers its tensors by name (Hugging Face style, e.g.
+ * "h.3.attn.c_attn.weight") with shape, init, weight-decay flag and tensor-parallel split.
+ * All live in one flat buffer (and their gradients in a second of the same layout), so
+ * the optimizer and the all-reduce see one range while checkpoints see names. */
+#ifndef MF_PARAMS_H
+#define MF_PARAMS_H
+
+#include <stddef.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+typedef enum mf_init { MF_INIT_NORMAL, MF_INIT_ZEROS, MF_INIT_ONES } mf_init;
+/* how tensor parallelism splits it: whole on every rank, by output columns, by input
+ * rows, or by vocabulary rows */
+typedef enum mf_split { MF_SPLIT_NONE, MF_SPLIT_COL, MF_SPLIT_ROW, MF_SPLIT_VOCAB } mf_split;
+
+#define MF_PARAM_NAME 64
+
+typedef struct mf_param {
+  char name[MF_PARAM_NAME];
+  mf_tensor t;        /* view: data into the params buffer, grad into the grads buffer */
+  int64_t ckpt_rows;  /* rows stored in checkpoints (< shape[0] for a padded vocabulary) */
+  size_t offset;      /* in floats, into the flat buffers */
+  mf_init init;
+  float init_std;
+  int decay;          /* AdamW weight decay applies */
+  int frozen;         /* fine-tuning: no gradient, no update */
+  mf_split split;
+} mf_param;
+
+typedef struct mf_params {
+  mf_param *p;
+  int n, cap;
+  float *data;  /* [numel] */
+  float *grad;  /* [numel] */
+  size_t numel;
+} mf_params;
+
+/* Registers a parameter (before mf_params_alloc). ckpt_rows = 0 means shape[0]. */
+mf_status mf_params_add(mf_params *ps, const char *name, int ndim, const int64_t *shape,
+                        int64_t ckpt_rows, mf_init init, float std, int decay, mf_split split);
+/* Allocates the flat buffers (64-byte aligned, grads zeroed) and points the views. */
+mf_status mf_params_alloc(mf_params *ps);
+/* Fills every parameter from its init rule; a padded vocabulary's extra rows stay 0. */
+void mf_params_init(mf_params *ps, uint64_t seed);
+mf_param *mf_params_find(const mf_params *ps, const char *name);
+void mf_params_zero_grad(mf_params *ps);
+/* Marks parameters whose name matches any glob pattern ("h.*.attn.*", "wte.weight")
+ * as frozen; returns how many matched in *count; a pattern matching nothing is an error. */
+mf_status mf_params_freeze(mf_params *ps, char (*patterns)[MF_PARAM_NAME], int n, int *count);
+size_t mf_params_count_trainable(const mf_params *ps);
+void mf_params_free(mf_params *ps);
+
+#endif

@@ -1,0 +1,9 @@
+/* One thread count for our OpenMP kernels and OpenBLAS. */
+#ifndef MF_THREADS_H
+#define MF_THREADS_H
+
+/* n <= 0: every core. Returns the count in use. */
+int mf_set_threads(int n);
+int mf_get_threads(void);
+
+#endif

@@ -1,0 +1,133 @@
+/* LayerNorm over the last dimension, as torch.nn.LayerNorm: eps 1e-5, biased variance.
+ * Parameter gradients accumulate (+=) into dweight/dbias; the activation gradient dinp is
+ * written (=).
+ *
+ * Forward is two-pass per row (mean, then the mean of squared deviations), summed in
+ * double: as accurate as torch's Welford/cascade sums or better, and still memory-bound.
+ * Backward: rows are split into one contiguous range per thread; each thread sums its
+ * rows' dweight/dbias terms into a private partial on its own stack, then the partials
+ * are added in thread order, so the result is bitwise reproducible for a fixed thread
+ * count (no atomics). */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <omp.h>
+
+#include "kernels/cpu/cpu.h"
+
+#define LN_EPS 1e-5f
+#define PAR_MIN (1 << 14)       /* elements; smaller problems run on one thread */
+#define STACK_PART_MAX 16384    /* C above this takes the partials from the heap */
+
+void layernorm_forward(float *out /* [N,C] */, float *mean /* [N] */, float *rstd /* [N] */,
+                       const float *inp /* [N,C] */, const float *weight /* [C] */,
+                       const float *bias /* [C] */, int N, int C) {
+#pragma omp parallel for schedule(static) if ((long)N * C > PAR_MIN)
+  for (int i = 0; i < N; i++) {
+    const float *x = inp + (size_t)i * C;
+    float *o = out + (size_t)i * C;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < C; c++) s += x[c];
+    float m = (float)(s / C);
+    double v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int c = 0; c < C; c++) {
+      float d = x[c] - m;
+      v += (double)d * d;
+    }
+    float r = (float)(1.0 / sqrt(v / C + (double)LN_EPS));
+#pragma omp simd
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+    if (mean) mean[i] = m;
+    if (rstd) rstd[i] = r;
+  }
+}
+
+/* dinp for one row, and this row's terms of dweight/dbias added to part (if not NULL):
+ * dxhat = w dout; dinp = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).
+ * dout is read before dinp is written, so dinp may alias dout. */
+static void ln_backward_row(float *dinp /* [C] or NULL */, float *part /* [2C] or NULL */,
+                            const float *dout /* [C] */, const float *x /* [C] */,
+                            const float *weight /* [C] */, float m, float r, int C) {
+  float *pw = part, *pb = part ? part + C : NULL;
+  if (!dinp) {
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+      pw[c] += (x[c] - m) * r * dout[c];
+      pb[c] += dout[c];
+    }
+    return;
+  }
+  double a = 0, b = 0;
+  if (part) {
+#pragma omp simd reduction(+ : a, b)
+    for (int c = 0; c < C; c++) {
+      float xhat = (x[c] - m) * r, dn = weight[c] * dout[c];
+      a += dn;
+      b += (double)dn * xhat;
+      pw[c] += xhat * dout[c];
+      pb[c] += dout[c];
+    }
+  } else {
+#pragma omp simd reduction(+ : a, b)
+    for (int c = 0; c < C; c++) {
+      float xhat = (x[c] - m) * r, dn = weight[c] * dout[c];
+      a += dn;
+      b += (double)dn * xhat;
+    }
+  }
+  float ma = (float)(a / C), mb = (float)(b / C);
+#pragma omp simd
+  for (int c = 0; c < C; c++) {
+    float xhat = (x[c] - m) * r, dn = weight[c] * dout[c];
+    dinp[c] = (dn - ma - xhat * mb) * r;
+  }
+}
+
+void layernorm_backward(float *dinp /* [N,C] or NULL */, float *dweight /* [C] or NULL */,
+                        float *dbias /* [C] or NULL */, const float *dout /* [N,C] */,
+                        const float *inp /* [N,C] */, const float *weight /* [C] */,
+                        const float *mean /* [N] */, const float *rstd /* [N] */, int N, int C) {
+  int want_param = dweight || dbias;
+  if (!dinp && !want_param) return;
+  int par = (long)N * C > PAR_MIN;
+  int maxt = par ? omp_get_max_threads() : 1;
+  float *parts[maxt];                   /* each thread's partial, published for the sum */
+  float *heap = NULL;                   /* partials for very wide rows */
+  int on_heap = want_param && C > STACK_PART_MAX;
+  if (on_heap) {
+    heap = malloc((size_t)maxt * 2 * C * sizeof(float));
+    if (!heap) on_heap = want_param = 0; /* cannot happen in practice; still get dinp right */
+  }
+#pragma omp parallel if (par)
+  {
+    int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    float stack_part[want_param && !on_heap ? 2 * C : 1];
+    float *part = NULL;
+    if (want_param) {
+      part = on_heap ? heap + (size_t)tid * 2 * C : stack_part;
+      memset(part, 0, 2 * (size_t)C * sizeof(float));
+    }
+    int r0 = (int)((long)N * tid / nt), r1 = (int)((long)N * (tid + 1) / nt);
+    for (int i = r0; i < r1; i++)
+      ln_backward_row(dinp ? dinp + (size_t)i * C : NULL, part, dout + (size_t)i * C,
+                      inp + (size_t)i * C, weight, mean[i], rstd[i], C);
+    if (want_param) {
+      parts[tid] = part;
+#pragma omp barrier
+      /* fixed thread order; the loop's implied barrier keeps the stack partials alive */
+#pragma omp for schedule(static)
+      for (int c = 0; c < C; c++) {
+        float w = 0, b = 0;
+        for (int t = 0; t < nt; t++) {
+          w += parts[t][c];
+          b += parts[t][C + c];
+        }
+        if (dweight) dweight[c] += w;
+        if (dbias) dbias[c] += b;
+      }
+    }
+  }
+  free(heap);
+}
