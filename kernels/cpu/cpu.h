@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- encoder.c: token + position embedding ---- */
 /* out[B,T,C] = wte[inp[b,t], :] + wpe[t, :]; inp[B,T] in [0, Vp) */
 void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
@@ -74,12 +78,14 @@ void softmax_xent_backward(float *dlogits, const float *dlosses, const float *pr
 void adamw_update(float *params, float *m, float *v, const float *grads, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                   int t);
-/* sum of squares in double (for the global gradient norm) */
+/* sum of squares in double (for the global gradient norm); bitwise reproducible for a
+ * fixed thread count */
 double sumsq(const float *x, size_t n);
 
 /* ---- attention_kv.c: inference attention against a KV cache ----
  * q[B,Tq,C] (row stride q_stride floats), kcache/vcache[B,NH,Tmax,hs]; query t of
- * sequence b sits at position pos0[b] + t and attends keys 0 .. pos0[b]+t. out[B,Tq,C]. */
+ * sequence b sits at position pos0[b] + t and attends keys 0 .. pos0[b]+t, which the
+ * caller has already written to the cache (pos0[b] + Tq <= Tmax). out[B,Tq,C]. */
 void attention_kv_forward(float *out, const float *q, const float *kcache, const float *vcache,
                           const int *pos0, int q_stride, int B, int Tq, int C, int NH, int Tmax);
 
@@ -87,5 +93,9 @@ void attention_kv_forward(float *out, const float *q, const float *kcache, const
 /* y[i] = exp(x[i]), vectorised; relative error < 2e-7 wherever exp(x) is a normal float;
  * 0 below FLT_MIN (x < -87.34, -inf), +inf above FLT_MAX; y may alias x */
 void vexpf(float *y, const float *x, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
