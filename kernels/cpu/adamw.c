@@ -44,9 +44,16 @@ double sumsq(const float *x /* [n] */, size_t n) {
   {
     int nt = omp_get_num_threads(), tid = omp_get_thread_num();
     size_t i0 = n * tid / nt, i1 = n * (tid + 1) / nt;
+    /* 16 lanes = four independent vector accumulators: one would be bound by the
+     * latency of its add chain, not by memory */
+    double acc[16] = {0};
+    size_t i = i0;
+    for (; i + 16 <= i1; i += 16)
+#pragma omp simd
+      for (int j = 0; j < 16; j++) acc[j] += (double)x[i + j] * x[i + j];
     double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+    for (; i < i1; i++) s += (double)x[i] * x[i];
+    for (int j = 0; j < 16; j++) s += acc[j];
     part[tid] = s;
     if (tid == 0) used = nt;
   }

@@ -3,15 +3,16 @@
  * has no parameters, attention_backward writes all of dqkv.
  *
  * Per head: out = softmax(q k^T / sqrt(hs) + causal mask) v. No T x T matrix is ever
- * formed; a thread holds one score tile [BQ x BK] (plus a few tiles of the same size).
+ * formed: a thread holds one score tile [BQ x BK], a few tiles of that size and O(T)
+ * floats of row statistics. Work is split by (batch, head); each task owns its head's
+ * slices of out, lse and dqkv, so there are no races and no atomics.
  *
- * Forward, per (batch, head, block of BQ query rows): walk the key tiles up to the
- * diagonal with an online softmax (running row max m and sum l; the partial output is
- * rescaled by exp(m_old - m_new) when the max grows). Saves lse = m + log(l) per row so
- * that backward rebuilds P without a second softmax.
+ * Forward: for each key tile j and each query block i on or below the diagonal, an
+ * online softmax (running row max m and sum l; the partial output is rescaled by
+ * exp(m_old - m_new) when the max grows). Saves lse = m + log(l) per row so that
+ * backward rebuilds P without a second softmax.
  *
- * Backward, per (batch, head) (each task owns its head's slices of dqkv: no races, no
- * atomics): for each key tile j, and each query block i on or below the diagonal:
+ * Backward: for each key tile j, and each query block i on or below the diagonal:
  * P = exp(S - lse), dV_j += P^T dO_i, dP = dO_i V_j^T, dS = P (dP - D_i) with
  * D_i = rowsum(dO_i O_i), dQ_i += scale dS K_j, dK_j += scale dS^T Q_i.
  *
@@ -24,18 +25,30 @@
 
 #include "kernels/cpu/cpu.h"
 
-#define BQ 64        /* query rows per block */
-#define BK 64        /* keys per tile (a multiple of 16: packed K^T/V^T tiles are padded) */
-#define PAR_MIN 4096 /* (score elements * hs) / 64 below which one thread does it all */
+#if defined(__AVX2__) && defined(__FMA__)
+#define ATT_AVX2 1
+#include <immintrin.h>
+#endif
+
+#define BQ 64              /* query rows per block */
+#define BK 64              /* keys per tile (a multiple of 16: K^T/V^T tiles are padded) */
+#define PAR_MIN (1 << 18)  /* causal scores * hs below which one thread does it all */
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
 /* ---- tile GEMM: C[M,N] = alpha A B (acc = 0) or C += alpha A B (acc = 1) ----
  * A element (i,p) is A[i*rsa + p*csa], so A^T costs nothing; B rows are contiguous
- * (row p at B + p*ldb), C rows at C + i*ldc. */
+ * (row p at B + p*ldb), C rows at C + i*ldc.
+ * On tiles that cross the diagonal, work on entries the causal mask zeroes is skipped
+ * (query row r sees key c when c <= r + off):
+ *   CZ_NLIM   C is [rows, keys]: blocks wholly right of the diagonal are not computed
+ *             (they keep stale values; callers mask them)
+ *   CZ_KLIM   K runs over keys: a row block stops at its last visible key (A is 0 after)
+ *   CZ_KSTART M runs over keys, K over rows: a key block starts at its first row that
+ *             sees it (A is 0 before) */
+enum { CZ_NONE, CZ_NLIM, CZ_KLIM, CZ_KSTART };
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+#ifdef ATT_AVX2
 
 #define MR 6  /* micro-tile: 6 rows x 16 columns = 12 accumulators in registers */
 #define NR 16
@@ -76,11 +89,11 @@ static inline __attribute__((always_inline)) void ukernel(
 }
 
 #define UK(mr, full) \
-  ukernel(mr, full, K, a, rsa, csa, b, ldb, c, ldc, alpha, acc, m0, m1)
+  ukernel(mr, full, kk, a + p0 * csa, rsa, csa, b + p0 * ldb, ldb, c, ldc, alpha, acc, m0, m1)
 
 static void tile_gemm(int M, int N, int K, const float *A, long rsa, long csa,
                       const float *B /* [K, ldb] */, long ldb, float *C /* [M, ldc] */, long ldc,
-                      float alpha, int acc) {
+                      float alpha, int acc, int causal, int off) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int j = 0; j < N; j += NR) {
     int nn = imin(NR, N - j);
@@ -90,7 +103,11 @@ static void tile_gemm(int M, int N, int K, const float *A, long rsa, long csa,
     for (int i = 0; i < M; i += MR) {
       const float *a = A + i * rsa;
       float *c = C + i * ldc + j;
-      int mr = imin(MR, M - i);
+      int mr = imin(MR, M - i), p0 = 0, kk = K;
+      if (causal == CZ_NLIM && j >= i + mr + off) continue; /* no row here sees them */
+      if (causal == CZ_KLIM) kk = imin(K, i + mr + off);
+      if (causal == CZ_KSTART) p0 = imin(K, i - off > 0 ? i - off : 0), kk = K - p0;
+      if (kk < 0) kk = 0;
       if (nn == NR) {
         switch (mr) {
           case 6: UK(6, 1); break;
@@ -119,14 +136,18 @@ static void tile_gemm(int M, int N, int K, const float *A, long rsa, long csa,
 
 static void tile_gemm(int M, int N, int K, const float *A, long rsa, long csa,
                       const float *B /* [K, ldb] */, long ldb, float *C /* [M, ldc] */, long ldc,
-                      float alpha, int acc) {
+                      float alpha, int acc, int causal, int off) {
   for (int i = 0; i < M; i++) {
     float *c = C + i * ldc;
-    if (!acc) memset(c, 0, (size_t)N * sizeof(float));
-    for (int p = 0; p < K; p++) {
+    int p0 = 0, kk = K, n = N;
+    if (causal == CZ_NLIM) n = imin(N, i + 1 + off > 0 ? i + 1 + off : 0);
+    if (causal == CZ_KLIM) kk = imin(K, i + 1 + off > 0 ? i + 1 + off : 0);
+    if (causal == CZ_KSTART) p0 = imin(K, i - off > 0 ? i - off : 0);
+    if (!acc) memset(c, 0, (size_t)n * sizeof(float));
+    for (int p = p0; p < kk; p++) {
       float a = alpha * A[i * rsa + p * csa];
       const float *b = B + p * ldb;
-      for (int j = 0; j < N; j++) c[j] += a * b[j];
+      for (int j = 0; j < n; j++) c[j] += a * b[j];
     }
   }
 }
@@ -134,92 +155,121 @@ static void tile_gemm(int M, int N, int K, const float *A, long rsa, long csa,
 
 /* dst[hs, BK] = src[jn rows of stride ld, hs]^T, columns jn .. jnp-1 zeroed */
 static void pack_t(float *dst, const float *src, int ld, int jn, int jnp, int hs) {
-  for (int d = 0; d < hs; d++) {
+  int c8 = 0, d8 = 0;
+#ifdef ATT_AVX2
+  c8 = jn & ~7, d8 = hs & ~7;
+  for (int c = 0; c < c8; c += 8) /* 8 x 8 blocks through registers */
+    for (int d = 0; d < d8; d += 8) {
+      const float *s0 = src + (size_t)c * ld + d;
+      __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ld);
+      __m256 r2 = _mm256_loadu_ps(s0 + 2 * ld), r3 = _mm256_loadu_ps(s0 + 3 * ld);
+      __m256 r4 = _mm256_loadu_ps(s0 + 4 * ld), r5 = _mm256_loadu_ps(s0 + 5 * ld);
+      __m256 r6 = _mm256_loadu_ps(s0 + 6 * ld), r7 = _mm256_loadu_ps(s0 + 7 * ld);
+      __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float *o = dst + (size_t)d * BK + c;
+      _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(o + BK, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(o + 2 * BK, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(o + 3 * BK, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(o + 4 * BK, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(o + 5 * BK, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(o + 6 * BK, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(o + 7 * BK, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+#endif
+  for (int d = 0; d < hs; d++) { /* the edges (all of it without AVX2) */
     float *o = dst + (size_t)d * BK;
-    for (int c = 0; c < jn; c++) o[c] = src[(size_t)c * ld + d];
+    for (int c = d < d8 ? c8 : 0; c < jn; c++) o[c] = src[(size_t)c * ld + d];
     for (int c = jn; c < jnp; c++) o[c] = 0.0f;
   }
 }
 
 /* ---- forward ---- */
 
-/* One block of qn query rows at positions pos .. pos+qn-1 of one head; they see keys
- * 0 .. pos+qn-1 (row r sees keys <= pos + r). q, k, v: strided views (row stride ld).
- * S, Kt, O, m, l are this thread's scratch. */
-static void fwd_block(float *out /* [qn, ldo] */, int ldo, float *lse /* [qn] */,
-                      const float *q /* [qn, ld] */, const float *k /* [pos+qn, ld] */,
-                      const float *v /* [pos+qn, ld] */, int ld, int qn, int pos, int hs,
-                      float scale, float *S /* [BQ,BK] */, float *Kt /* [hs,BK] */,
-                      float *O /* [BQ,hs] */, float *m /* [BQ] */, float *l /* [BQ] */) {
-  int nkeys = pos + qn;
-  for (int j0 = 0; j0 < nkeys; j0 += BK) {
-    int jn = imin(BK, nkeys - j0), jnp = (jn + 15) & ~15;
+/* One (batch, head). Key tiles are the outer loop, so each K^T tile is packed once and
+ * its V rows stay in cache while every query block on or below the diagonal visits it.
+ * The rows of out are the accumulators (unnormalised until the end); the running max m
+ * lives in lse until it becomes lse. q, k, v: strided views (row stride ld). */
+static void fwd_head(float *out /* [T, ldo] */, int ldo, float *lse /* [T] */,
+                     const float *q, const float *k, const float *v /* [T, ld] each */, int ld,
+                     int T, int hs, float scale, float *S /* [BQ,BK] */,
+                     float *Kt /* [hs,BK] */, float *l /* [T] */) {
+  float sc[BQ];
+  for (int j0 = 0; j0 < T; j0 += BK) {
+    int jn = imin(BK, T - j0), jnp = (jn + 15) & ~15;
     pack_t(Kt, k + (size_t)j0 * ld, ld, jn, jnp, hs);
-    tile_gemm(qn, jnp, hs, q, ld, 1, Kt, BK, S, BK, scale, 0); /* S = scale q k^T */
-    for (int r = 0; r < qn; r++) {
-      float *s = S + (size_t)r * BK;
-      int nv = imin(pos + r - j0 + 1, jn); /* causal: later keys are masked */
-      if (nv <= 0) {                        /* the whole tile is in this row's future */
-        memset(s, 0, (size_t)jn * sizeof(float));
-        continue;
-      }
-      float mx = -INFINITY;
+    for (int i0 = (j0 / BQ) * BQ; i0 < T; i0 += BQ) {
+      int qn = imin(BQ, T - i0), off = i0 - j0; /* row r sees key c when c <= r + off */
+      float *o = out + (size_t)i0 * ldo, *m = lse + i0, *li = l + i0;
+      tile_gemm(qn, jnp, hs, q + (size_t)i0 * ld, ld, 1, Kt, BK, S, BK, scale, 0, CZ_NLIM,
+                off); /* S = scale q k^T */
+      /* row max, s - max (masked entries -inf), one exp over the tile, row sums */
+      for (int r = 0; r < qn; r++) {
+        float *s = S + (size_t)r * BK;
+        int nv = imin(r + off + 1, jn);
+        float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-      for (int c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
-      float mold = j0 == 0 ? -INFINITY : m[r];
-      float mnew = mx > mold ? mx : mold;
+        for (int c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
+        float mold = j0 == 0 ? -INFINITY : m[r];
+        float mnew = mx > mold ? mx : mold; /* -inf only if the row sees nothing yet */
+        float sub = mnew == -INFINITY ? 0.0f : mnew;
 #pragma omp simd
-      for (int c = 0; c < nv; c++) s[c] -= mnew;
-      vexpf(s, s, (size_t)nv);
-      float sum = 0;
+        for (int c = 0; c < jn; c++) s[c] = c < nv ? s[c] - sub : -INFINITY;
+        m[r] = mnew;
+        sc[r] = j0 == 0 || mold == mnew ? 1.0f : expf(mold - mnew); /* rescales o and l */
+      }
+      vexpf(S, S, (size_t)(qn - 1) * BK + jn);
+      for (int r = 0; r < qn; r++) {
+        const float *s = S + (size_t)r * BK;
+        float sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int c = 0; c < nv; c++) sum += s[c];
-      if (nv < jn) memset(s + nv, 0, (size_t)(jn - nv) * sizeof(float));
-      if (j0 == 0) {
-        l[r] = sum; /* O is written, not accumulated, on the first tile */
-      } else {
-        float alpha = expf(mold - mnew);
-        l[r] = l[r] * alpha + sum;
-        if (alpha != 1.0f) {
-          float *o = O + (size_t)r * hs;
+        for (int c = 0; c < jn; c++) sum += s[c];
+        if (j0 == 0) {
+          li[r] = sum; /* o is written, not accumulated, by the first key tile */
+        } else {
+          li[r] = li[r] * sc[r] + sum;
+          if (sc[r] != 1.0f) {
+            float *orow = o + (size_t)r * ldo;
 #pragma omp simd
-          for (int d = 0; d < hs; d++) o[d] *= alpha;
+            for (int d = 0; d < hs; d++) orow[d] *= sc[r];
+          }
         }
       }
-      m[r] = mnew;
+      tile_gemm(qn, hs, jn, S, BK, 1, v + (size_t)j0 * ld, ld, o, ldo, 1.0f, j0 > 0, CZ_KLIM,
+                off); /* o += P v */
     }
-    tile_gemm(qn, hs, jn, S, BK, 1, v + (size_t)j0 * ld, ld, O, hs, 1.0f, j0 > 0); /* O += P v */
   }
-  for (int r = 0; r < qn; r++) {
-    float inv = 1.0f / l[r];
-    const float *o = O + (size_t)r * hs;
-    float *dst = out + (size_t)r * ldo;
+  for (int t = 0; t < T; t++) {
+    float inv = 1.0f / l[t], *orow = out + (size_t)t * ldo;
 #pragma omp simd
-    for (int d = 0; d < hs; d++) dst[d] = o[d] * inv;
-    lse[r] = m[r] + logf(l[r]);
+    for (int d = 0; d < hs; d++) orow[d] *= inv;
+    lse[t] += logf(l[t]);
   }
 }
 
 void attention_forward(float *out /* [B,T,C] */, float *lse /* [B,NH,T] */,
                        const float *qkv /* [B,T,3C] */, int B, int T, int C, int NH) {
+  if (B <= 0 || T <= 0 || C <= 0) return;
   int hs = C / NH, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
-  int nqb = (T + BQ - 1) / BQ;
-  long nbh = (long)B * NH, ntask = nbh * nqb;
+  long nbh = (long)B * NH;
   double work = (double)nbh * T * T * 0.5 * hs;
-#pragma omp parallel if (ntask > 1 && work > PAR_MIN * 64.0)
+#pragma omp parallel if (nbh > 1 && work > PAR_MIN)
   {
-    float S[BQ * BK], Kt[hs * BK], O[BQ * hs], m[BQ], l[BQ];
+    float S[BQ * BK], Kt[hs * BK], l[T];
 #pragma omp for schedule(dynamic, 1)
-    for (long task = 0; task < ntask; task++) {
-      int qb = nqb - 1 - (int)(task / nbh); /* the longest blocks (last rows) go first */
-      long bh = task % nbh;
+    for (long bh = 0; bh < nbh; bh++) {
       int b = (int)(bh / NH), h = (int)(bh % NH);
-      int i0 = qb * BQ, qn = imin(BQ, T - i0);
       const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-      fwd_block(out + ((size_t)b * T + i0) * C + (size_t)h * hs, C, lse + bh * T + i0,
-                base + (size_t)i0 * C3, base + C, base + 2 * C, C3, qn, i0, hs, scale, S, Kt, O,
-                m, l);
+      fwd_head(out + (size_t)b * T * C + (size_t)h * hs, C, lse + bh * T, base, base + C,
+               base + 2 * C, C3, T, hs, scale, S, Kt, l);
     }
   }
 }
@@ -231,6 +281,7 @@ typedef struct {
   float *S, *dP;   /* [BQ,BK]: P, then dS */
   float *Kt, *Vt;  /* [hs,BK]: the key tile's K^T and V^T */
   float *dK, *dV;  /* [BK,hs]: the key tile's gradients, stored to dqkv when complete */
+  float *D;        /* [T]: rowsum(dO O) of the head (T floats, not T x T) */
 } bwd_scratch;
 
 /* One (batch, head). q/k/v and dq/dk/dv are strided views (row stride ld) of qkv and
@@ -240,6 +291,13 @@ static void bwd_head(float *dq, float *dk, float *dv /* [T, ld] each */, int ld,
                      const float *q, const float *k, const float *v /* [T, ld] each */,
                      const float *dO, const float *O /* [T, ldo] each */, int ldo,
                      const float *lse /* [T] */, int T, int hs, float scale, bwd_scratch *w) {
+  for (int t = 0; t < T; t++) { /* D_t = rowsum(dO_t O_t), used by every key tile */
+    const float *a = dO + (size_t)t * ldo, *o = O + (size_t)t * ldo;
+    float D = 0;
+#pragma omp simd reduction(+ : D)
+    for (int d = 0; d < hs; d++) D += a[d] * o[d];
+    w->D[t] = D;
+  }
   for (int j0 = 0; j0 < T; j0 += BK) {
     int jn = imin(BK, T - j0), jnp = (jn + 15) & ~15;
     const float *kj = k + (size_t)j0 * ld;
@@ -247,37 +305,35 @@ static void bwd_head(float *dq, float *dk, float *dv /* [T, ld] each */, int ld,
     pack_t(w->Vt, v + (size_t)j0 * ld, ld, jn, jnp, hs);
     int first = 1;
     for (int i0 = (j0 / BQ) * BQ; i0 < T; i0 += BQ) {
-      int qn = imin(BQ, T - i0);
+      int qn = imin(BQ, T - i0), off = i0 - j0;
       const float *qi = q + (size_t)i0 * ld, *dOi = dO + (size_t)i0 * ldo;
-      /* P = exp(scale q k^T - lse) on the causal entries, 0 elsewhere */
-      tile_gemm(qn, jnp, hs, qi, ld, 1, w->Kt, BK, w->S, BK, scale, 0);
+      /* P = exp(scale q k^T - lse) on the causal entries, 0 on the rest of the tile */
+      tile_gemm(qn, jnp, hs, qi, ld, 1, w->Kt, BK, w->S, BK, scale, 0, CZ_NLIM, off);
       for (int r = 0; r < qn; r++) {
         float *s = w->S + (size_t)r * BK;
-        int nv = i0 + r - j0 + 1;
-        nv = nv < 0 ? 0 : nv > jn ? jn : nv;
+        int nv = r + off + 1;
         float L = lse[i0 + r];
 #pragma omp simd
-        for (int c = 0; c < nv; c++) s[c] -= L;
-        vexpf(s, s, (size_t)nv);
-        if (nv < jn) memset(s + nv, 0, (size_t)(jn - nv) * sizeof(float));
+        for (int c = 0; c < jn; c++) s[c] = c < nv ? s[c] - L : -INFINITY;
       }
+      vexpf(w->S, w->S, (size_t)(qn - 1) * BK + jn);
       /* dV_j += P^T dO_i */
-      tile_gemm(jn, hs, qn, w->S, 1, BK, dOi, ldo, w->dV, hs, 1.0f, !first);
-      /* dP = dO_i V_j^T; dS = P (dP - D) in place, D_i = rowsum(dO_i O_i) */
-      tile_gemm(qn, jnp, hs, dOi, ldo, 1, w->Vt, BK, w->dP, BK, 1.0f, 0);
+      tile_gemm(jn, hs, qn, w->S, 1, BK, dOi, ldo, w->dV, hs, 1.0f, !first, CZ_KSTART, off);
+      /* dP = dO_i V_j^T; dS = P (dP - D) in place, 0 on masked entries (dP may be stale) */
+      tile_gemm(qn, jnp, hs, dOi, ldo, 1, w->Vt, BK, w->dP, BK, 1.0f, 0, CZ_NLIM, off);
       for (int r = 0; r < qn; r++) {
-        const float *a = dOi + (size_t)r * ldo, *o = O + (size_t)(i0 + r) * ldo;
-        float D = 0;
-#pragma omp simd reduction(+ : D)
-        for (int d = 0; d < hs; d++) D += a[d] * o[d];
+        int nv = r + off + 1;
+        nv = nv < 0 ? 0 : nv > jn ? jn : nv;
         const float *p = w->S + (size_t)r * BK;
-        float *g = w->dP + (size_t)r * BK;
+        float *g = w->dP + (size_t)r * BK, D = w->D[i0 + r];
 #pragma omp simd
-        for (int c = 0; c < jn; c++) g[c] = p[c] * (g[c] - D);
+        for (int c = 0; c < nv; c++) g[c] = p[c] * (g[c] - D);
+        if (nv < jn) memset(g + nv, 0, (size_t)(jn - nv) * sizeof(float));
       }
       /* dQ_i += scale dS K_j (written by the first key tile); dK_j += scale dS^T Q_i */
-      tile_gemm(qn, hs, jn, w->dP, BK, 1, kj, ld, dq + (size_t)i0 * ld, ld, scale, j0 > 0);
-      tile_gemm(jn, hs, qn, w->dP, 1, BK, qi, ld, w->dK, hs, scale, !first);
+      tile_gemm(qn, hs, jn, w->dP, BK, 1, kj, ld, dq + (size_t)i0 * ld, ld, scale, j0 > 0,
+                CZ_KLIM, off);
+      tile_gemm(jn, hs, qn, w->dP, 1, BK, qi, ld, w->dK, hs, scale, !first, CZ_KSTART, off);
       first = 0;
     }
     for (int c = 0; c < jn; c++) {
@@ -290,14 +346,15 @@ static void bwd_head(float *dq, float *dk, float *dv /* [T, ld] each */, int ld,
 void attention_backward(float *dqkv /* [B,T,3C] */, const float *dout /* [B,T,C] */,
                         const float *qkv /* [B,T,3C] */, const float *out /* [B,T,C] */,
                         const float *lse /* [B,NH,T] */, int B, int T, int C, int NH) {
+  if (B <= 0 || T <= 0 || C <= 0) return;
   int hs = C / NH, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
   long nbh = (long)B * NH;
   double work = (double)nbh * T * T * 0.5 * hs;
-#pragma omp parallel if (nbh > 1 && work > PAR_MIN * 64.0)
+#pragma omp parallel if (nbh > 1 && work > PAR_MIN)
   {
-    float S[BQ * BK], dP[BQ * BK], Kt[hs * BK], Vt[hs * BK], dK[BK * hs], dV[BK * hs];
-    bwd_scratch w = {S, dP, Kt, Vt, dK, dV};
+    float S[BQ * BK], dP[BQ * BK], Kt[hs * BK], Vt[hs * BK], dK[BK * hs], dV[BK * hs], D[T];
+    bwd_scratch w = {S, dP, Kt, Vt, dK, dV, D};
 #pragma omp for schedule(dynamic, 1)
     for (long bh = 0; bh < nbh; bh++) {
       int b = (int)(bh / NH), h = (int)(bh % NH);

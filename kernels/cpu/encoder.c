@@ -6,9 +6,9 @@
  * each thread walks all B*T positions in order for its own channel slice. Every element
  * of dwte/dwpe therefore receives its terms in the same order whatever the thread count,
  * and repeated tokens never race. One pass over dout in total. */
-#include "kernels/cpu/cpu.h"
-
 #include <omp.h>
+
+#include "kernels/cpu/cpu.h"
 
 #define PAR_MIN (1 << 15)
 #define SLICE_ALIGN 16 /* channel slices start on a cache line of dwte rows: no false sharing */

@@ -7,17 +7,17 @@
  * Backward: rows are split into one contiguous range per thread; each thread sums its
  * rows' dweight/dbias terms into a private partial on its own stack, then the partials
  * are added in thread order, so the result is bitwise reproducible for a fixed thread
- * count (no atomics). */
-#include <stdlib.h>
-#include <string.h>
+ * count (no atomics). Rows wider than STACK_PART_MAX use a column-split second pass. */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu.h"
 
 #define LN_EPS 1e-5f
 #define PAR_MIN (1 << 14)       /* elements; smaller problems run on one thread */
-#define STACK_PART_MAX 16384    /* C above this takes the partials from the heap */
+#define STACK_PART_MAX 8192     /* widest C whose per-thread partials live on the stack */
+#define WIDE_BLK 256            /* column block of the wide-row parameter pass */
 
 void layernorm_forward(float *out /* [N,C] */, float *mean /* [N] */, float *rstd /* [N] */,
                        const float *inp /* [N,C] */, const float *weight /* [C] */,
@@ -85,35 +85,53 @@ static void ln_backward_row(float *dinp /* [C] or NULL */, float *part /* [2C] o
   }
 }
 
+/* dweight/dbias for rows too wide for stack partials: a second pass in which each thread
+ * owns a block of columns and sums it over all rows in order (deterministic, no heap) */
+static void ln_param_grads_wide(float *dweight /* [C] or NULL */, float *dbias /* [C] or NULL */,
+                                const float *dout /* [N,C] */, const float *inp /* [N,C] */,
+                                const float *mean /* [N] */, const float *rstd /* [N] */, int N,
+                                int C, int par) {
+#pragma omp parallel for schedule(static) if (par)
+  for (int c0 = 0; c0 < C; c0 += WIDE_BLK) {
+    int n = C - c0 < WIDE_BLK ? C - c0 : WIDE_BLK;
+    float w[WIDE_BLK] = {0}, b[WIDE_BLK] = {0};
+    for (int i = 0; i < N; i++) {
+      const float *d = dout + (size_t)i * C + c0, *x = inp + (size_t)i * C + c0;
+      float m = mean[i], r = rstd[i];
+#pragma omp simd
+      for (int c = 0; c < n; c++) {
+        w[c] += (x[c] - m) * r * d[c];
+        b[c] += d[c];
+      }
+    }
+    for (int c = 0; c < n; c++) {
+      if (dweight) dweight[c0 + c] += w[c];
+      if (dbias) dbias[c0 + c] += b[c];
+    }
+  }
+}
+
 void layernorm_backward(float *dinp /* [N,C] or NULL */, float *dweight /* [C] or NULL */,
                         float *dbias /* [C] or NULL */, const float *dout /* [N,C] */,
                         const float *inp /* [N,C] */, const float *weight /* [C] */,
                         const float *mean /* [N] */, const float *rstd /* [N] */, int N, int C) {
   int want_param = dweight || dbias;
-  if (!dinp && !want_param) return;
+  if ((!dinp && !want_param) || N <= 0 || C <= 0) return;
   int par = (long)N * C > PAR_MIN;
+  int wide = C > STACK_PART_MAX, part_here = want_param && !wide;
   int maxt = par ? omp_get_max_threads() : 1;
-  float *parts[maxt];                   /* each thread's partial, published for the sum */
-  float *heap = NULL;                   /* partials for very wide rows */
-  int on_heap = want_param && C > STACK_PART_MAX;
-  if (on_heap) {
-    heap = malloc((size_t)maxt * 2 * C * sizeof(float));
-    if (!heap) on_heap = want_param = 0; /* cannot happen in practice; still get dinp right */
-  }
+  float *parts[maxt]; /* each thread's partial, published for the sum */
 #pragma omp parallel if (par)
   {
     int nt = omp_get_num_threads(), tid = omp_get_thread_num();
-    float stack_part[want_param && !on_heap ? 2 * C : 1];
-    float *part = NULL;
-    if (want_param) {
-      part = on_heap ? heap + (size_t)tid * 2 * C : stack_part;
-      memset(part, 0, 2 * (size_t)C * sizeof(float));
-    }
+    float part[part_here ? 2 * C : 1];
+    if (part_here) memset(part, 0, 2 * (size_t)C * sizeof(float));
     int r0 = (int)((long)N * tid / nt), r1 = (int)((long)N * (tid + 1) / nt);
-    for (int i = r0; i < r1; i++)
-      ln_backward_row(dinp ? dinp + (size_t)i * C : NULL, part, dout + (size_t)i * C,
-                      inp + (size_t)i * C, weight, mean[i], rstd[i], C);
-    if (want_param) {
+    if (dinp || part_here)
+      for (int i = r0; i < r1; i++)
+        ln_backward_row(dinp ? dinp + (size_t)i * C : NULL, part_here ? part : NULL,
+                        dout + (size_t)i * C, inp + (size_t)i * C, weight, mean[i], rstd[i], C);
+    if (part_here) {
       parts[tid] = part;
 #pragma omp barrier
       /* fixed thread order; the loop's implied barrier keeps the stack partials alive */
@@ -129,5 +147,5 @@ void layernorm_backward(float *dinp /* [N,C] or NULL */, float *dweight /* [C] o
       }
     }
   }
-  free(heap);
+  if (want_param && wide) ln_param_grads_wide(dweight, dbias, dout, inp, mean, rstd, N, C, par);
 }

@@ -1,0 +1,1 @@
+mf_c_test(test_ops)
