@@ -41,3 +41,11 @@ train_tiny() {
   shift
   "$MF" train "$CFG" --set run.dir="$dir" --set data.dir="$DATA" "$@"
 }
+
+# train_tiny_bg DIR [--set ...]: the same in the background; $! is mforge's own pid, so
+# signals reach the trainer and not a wrapping shell
+train_tiny_bg() {
+  local dir="$1"
+  shift
+  (exec "$MF" train "$CFG" --set run.dir="$dir" --set data.dir="$DATA" "$@") &
+}

@@ -19,13 +19,31 @@ vb=$(grep val_loss "$TMP/part/metrics.jsonl" | tail -1)
 if h5diff -q "$TMP/full/last.h5" "$TMP/part/last.h5" /params /params; then ok; else bad "final params differ"; fi
 if h5diff -q "$TMP/full/last.h5" "$TMP/part/last.h5" /optim /optim; then ok; else bad "final optimizer state differs"; fi
 
+# --- SIGTERM / SIGINT: checkpoint at the end of the step, exit 0, resumable ---
+for sig in TERM INT; do
+  d="$TMP/sig$sig"
+  train_tiny_bg "$d" --set train.steps=100000 --set train.eval_every=0 --set train.ckpt_every=0 \
+    >"$TMP/sig.out" 2>&1
+  pid=$!
+  for _ in $(seq 1 3000); do grep -q '"step":3,' "$d/metrics.jsonl" 2>/dev/null && break; sleep 0.01; done
+  kill -s $sig $pid
+  wait $pid
+  rc=$?
+  [ $rc -eq 0 ] && ok || bad "SIG$sig: exit code $rc (want 0): $(tail -n 2 "$TMP/sig.out")"
+  grep -q "stopped after step" "$TMP/sig.out" && ok || bad "SIG$sig: no stop message"
+  step=$(h5dump -a /state/step "$d/last.h5" 2>/dev/null | grep -oE '\(0\): [0-9]+' | grep -oE '[0-9]+$')
+  last=$(grep -oE '"step":[0-9]+,"loss"' "$d/metrics.jsonl" | tail -1 | grep -oE '[0-9]+')
+  [ -n "$step" ] && [ "$step" = "$last" ] && ok || bad "SIG$sig: checkpoint step '$step' != last logged step '$last'"
+  train_tiny "$d" --set train.steps=$((step + 2)) --resume >/dev/null 2>&1 && ok || bad "SIG$sig: resume failed"
+done
+
 # --- SIGKILL while a checkpoint is being written ---
 # a wider model makes each checkpoint ~150 MB so the write takes a while
 killed_mid_write=0
 for attempt in 1 2 3 4 5; do
   d="$TMP/kill$attempt"
-  train_tiny "$d" --set model.n_embd=256 --set train.steps=200 --set train.ckpt_every=1 \
-    --set train.eval_every=0 >/dev/null 2>&1 &
+  train_tiny_bg "$d" --set model.n_embd=256 --set train.steps=200 --set train.ckpt_every=1 \
+    --set train.eval_every=0 >/dev/null 2>&1
   pid=$!
   # wait for a first complete checkpoint, then for the next write to start
   for _ in $(seq 1 3000); do [ -f "$d/last.h5" ] && break; sleep 0.01; done
