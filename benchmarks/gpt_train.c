@@ -203,7 +203,7 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
   int n = 0, valid = 1;
   result a0 = {0}, b0 = {0};
   for (int r = 0; r < o->rounds && r < 32; r++) {
-    result a = run_side(ours, NULL);
+    result a = run_side(ours, "OMP_WAIT_POLICY=PASSIVE"); /* mforge's default (trainers/main.c) */
     result b = o->torch ? run_side(torch, "OMP_WAIT_POLICY=PASSIVE") : (result){0};
     if (!a.ok || (o->torch && !b.ok)) {
       printf("%-5s T=%-4d a side failed (ours ok=%d, torch ok=%d)\n", s->name, T, a.ok, b.ok);
@@ -281,7 +281,7 @@ int main(int argc, char **argv) {
   if (n <= 0) return 1;
   self[n] = 0;
   printf("# gpt_train: fp32 AdamW training step, %d threads each side, B=%d, median of %d rounds x %d steps "
-         "(A B alternating); torch with OMP_WAIT_POLICY=PASSIVE\n", o.threads, o.B, o.rounds, o.steps);
+         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE\n", o.threads, o.B, o.rounds, o.steps);
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
   char sh[64];

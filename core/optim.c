@@ -6,7 +6,7 @@
 
 #include "kernels/backend.h"
 
-mf_status mf_adamw_init(mf_adamw *o, size_t n) {
+static mf_status alloc_state(mf_adamw *o, size_t n) {
   o->n = n;
   if (posix_memalign((void **)&o->m, 64, n * sizeof(float) + 64) ||
       posix_memalign((void **)&o->v, 64, n * sizeof(float) + 64))
@@ -16,29 +16,62 @@ mf_status mf_adamw_init(mf_adamw *o, size_t n) {
   return MF_OK;
 }
 
+mf_status mf_adamw_init(mf_adamw *o, size_t n) {
+  mf_adamw_range whole = {0, n, 0};
+  return mf_adamw_init_ranges(o, &whole, 1);
+}
+
+mf_status mf_adamw_init_ranges(mf_adamw *o, const mf_adamw_range *r, int nr) {
+  memset(o, 0, sizeof *o);
+  size_t n = 0;
+  o->r = malloc((size_t)(nr > 0 ? nr : 1) * sizeof *o->r);
+  if (!o->r) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < nr; i++) {
+    o->r[i] = r[i];
+    n = r[i].state + (r[i].hi - r[i].lo) > n ? r[i].state + (r[i].hi - r[i].lo) : n;
+  }
+  o->nr = nr;
+  return alloc_state(o, n);
+}
+
 void mf_adamw_free(mf_adamw *o) {
   free(o->m);
   free(o->v);
+  free(o->r);
   o->m = o->v = NULL;
+  o->r = NULL;
+  o->nr = 0;
 }
+
+size_t mf_adamw_bytes(const mf_adamw *o) { return 2 * o->n * sizeof(float); }
 
 void mf_adamw_step(mf_adamw *o, mf_params *ps, const mf_backend *be, const mf_train_cfg *tc,
                    float lr, float grad_scale, int t) {
-  /* runs of neighbouring parameters with the same decay flag go in one call */
-  int i = 0;
-  while (i < ps->n) {
-    mf_param *p = &ps->p[i];
-    if (p->frozen) {
-      i++;
-      continue;
+  /* runs of neighbouring parameters with the same decay flag go in one call, cut to the
+   * ranges this rank updates */
+  for (int k = 0; k < o->nr; k++) {
+    const mf_adamw_range *R = &o->r[k];
+    int i = 0;
+    while (i < ps->n) {
+      mf_param *p = &ps->p[i];
+      if (p->frozen) {
+        i++;
+        continue;
+      }
+      int j = i + 1;
+      while (j < ps->n && !ps->p[j].frozen && ps->p[j].decay == p->decay) j++;
+      size_t start = p->offset;
+      size_t end = ps->p[j - 1].offset + (size_t)mf_numel(&ps->p[j - 1].t);
+      if (start < R->lo) start = R->lo;
+      if (end > R->hi) end = R->hi;
+      if (start < end) {
+        size_t so = R->state + (start - R->lo);
+        const float *g = o->grads ? o->grads + so : ps->grad + start;
+        be->adamw_update(ps->data + start, o->m + so, o->v + so, g, end - start, lr, tc->beta1, tc->beta2,
+                         tc->eps, p->decay ? tc->weight_decay : 0.0f, grad_scale, t);
+      }
+      i = j;
     }
-    int j = i + 1;
-    while (j < ps->n && !ps->p[j].frozen && ps->p[j].decay == p->decay) j++;
-    size_t start = p->offset;
-    size_t end = ps->p[j - 1].offset + (size_t)mf_numel(&ps->p[j - 1].t);
-    be->adamw_update(ps->data + start, o->m + start, o->v + start, ps->grad + start, end - start, lr,
-                     tc->beta1, tc->beta2, tc->eps, p->decay ? tc->weight_decay : 0.0f, grad_scale, t);
-    i = j;
   }
 }
 

@@ -1,5 +1,6 @@
 /* AdamW over the flat parameter buffer, the warmup + cosine LR schedule and global-norm
- * gradient clipping. The moments m, v share the params' flat layout. */
+ * gradient clipping. The moments m, v cover the ranges of the flat buffer this rank
+ * updates: all of it, or (ZeRO-1) this rank's shard, a list of pieces. */
 #ifndef MF_OPTIM_H
 #define MF_OPTIM_H
 
@@ -8,15 +9,29 @@
 
 struct mf_backend;
 
+/* flat parameters [lo, hi) have their m, v (and grads, when mf_adamw.grads is set) at
+ * [state, state + hi - lo) */
+typedef struct mf_adamw_range {
+  size_t lo, hi, state;
+} mf_adamw_range;
+
 typedef struct mf_adamw {
-  float *m, *v; /* [numel] each, fp32 */
+  float *m, *v;          /* [n] each, fp32 */
   size_t n;
+  mf_adamw_range *r;     /* [nr], by increasing lo */
+  int nr;
+  const float *grads;    /* NULL: the params' grads buffer; else reduced grads at state offsets */
 } mf_adamw;
 
+/* State for the whole flat buffer. */
 mf_status mf_adamw_init(mf_adamw *o, size_t numel);
+/* State for the given pieces only (ZeRO-1); n = the sum of their lengths. */
+mf_status mf_adamw_init_ranges(mf_adamw *o, const mf_adamw_range *r, int nr);
 void mf_adamw_free(mf_adamw *o);
-/* One update of every trainable parameter at step t (1-based); weight decay only where
- * the parameter asks for it; grads are multiplied by grad_scale (clipping) on the fly. */
+/* Bytes of optimizer state this rank holds (m and v). */
+size_t mf_adamw_bytes(const mf_adamw *o);
+/* One update of every trainable parameter in the ranges at step t (1-based); weight decay
+ * only where the parameter asks for it; grads are multiplied by grad_scale (clipping). */
 void mf_adamw_step(mf_adamw *o, mf_params *ps, const struct mf_backend *be, const mf_train_cfg *tc,
                    float lr, float grad_scale, int t);
 /* Linear warmup to train.lr over warmup_steps, then cosine to train.min_lr at train.steps. */

@@ -14,6 +14,8 @@ struct mf_ctx {
   int n, cap;
   int record;
   mf_status st;
+  mf_backward_hook hook;
+  void *hook_user;
 };
 
 mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
@@ -48,6 +50,17 @@ void mf_ctx_reset(mf_ctx *c) {
   c->n = 0;
   c->st = MF_OK;
   mf_arena_reset(c->arena);
+}
+
+void mf_ctx_fail(mf_ctx *c, mf_status st) {
+  if (c->st == MF_OK) c->st = st;
+}
+
+const mf_node *mf_ctx_node(const mf_ctx *c, int i) { return i >= 0 && i < c->n ? &c->nodes[i] : NULL; }
+
+void mf_ctx_set_backward_hook(mf_ctx *c, mf_backward_hook fn, void *user) {
+  c->hook = fn;
+  c->hook_user = user;
 }
 
 void *mf_ctx_alloc(mf_ctx *c, size_t bytes) {
@@ -89,7 +102,9 @@ mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op) {
 const char *mf_op_name(mf_op_id op) {
   static const char *names[] = {
 #define MF_OP(name, fields) #name,
+#define MF_TP_OP MF_OP
 #include "kernels/ops.def"
+#undef MF_TP_OP
 #undef MF_OP
   };
   return (unsigned)op < MF_OP_COUNT ? names[op] : "?";
@@ -105,9 +120,12 @@ mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed) {
   loss_rows->grad = g;
   for (int i = c->n - 1; i >= 0; i--) {
     mf_node *nd = &c->nodes[i];
-    if (!nd->out->grad) continue; /* nothing downstream needs it */
-    mf_op_backward(c, nd);
-    if (c->st != MF_OK) return c->st;
+    if (nd->out->grad) { /* else nothing downstream needs it */
+      mf_op_backward(c, nd);
+      if (c->st != MF_OK) return c->st;
+    }
+    if (c->hook) MF_TRY(c->hook(c->hook_user, c, i, nd));
   }
+  if (c->hook) MF_TRY(c->hook(c->hook_user, c, -1, NULL));
   return MF_OK;
 }

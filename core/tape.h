@@ -8,7 +8,10 @@
 #include "core/tensor.h"
 
 struct mf_backend;
+struct mf_comm;
 
+/* Every op of kernels/ops.def, the tensor-parallel ones (MF_TP_OP) included. */
+#define MF_TP_OP MF_OP
 typedef enum mf_op_id {
 #define MF_OP(name, fields) MF_OP_##name,
 #include "kernels/ops.def"
@@ -31,6 +34,7 @@ typedef struct mf_node {
   mf_tensor *out;
   float *saved[2];
 } mf_node;
+#undef MF_TP_OP
 
 typedef struct mf_ctx mf_ctx;
 
@@ -48,12 +52,26 @@ size_t mf_ctx_arena_peak(const mf_ctx *c);
 int mf_ctx_arena_grows(const mf_ctx *c);
 int mf_ctx_nodes(const mf_ctx *c);
 
+/* For ops: records a failure (the first one sticks until the next reset). */
+void mf_ctx_fail(mf_ctx *c, mf_status st);
 /* For ops: an arena tensor (NULL and sticky MF_ERR_NOMEM on failure). */
 mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape);
 void *mf_ctx_alloc(mf_ctx *c, size_t bytes);
 /* Appends a node when recording; NULL otherwise. */
 mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op);
 const char *mf_op_name(mf_op_id op);
+
+/* Node i of the tape (0 = the first recorded), for whoever inspects it (the
+ * data-parallel layer counts which nodes use each parameter). */
+const mf_node *mf_ctx_node(const mf_ctx *c, int i);
+
+/* Called by mf_backward after each node, in reverse tape order, whether the node ran or
+ * was skipped (nothing downstream needed it), then once more with nd == NULL when the
+ * pass is over. Once every node that uses a parameter has been visited, that
+ * parameter's gradient is final: data parallelism starts sending it then, overlapping
+ * the rest of the backward pass. A non-OK return stops the pass with that status. */
+typedef mf_status (*mf_backward_hook)(void *user, mf_ctx *c, int index, const mf_node *nd);
+void mf_ctx_set_backward_hook(mf_ctx *c, mf_backward_hook fn, void *user); /* fn NULL: none */
 
 /* Seeds d(loss_rows) = seed for every row, then runs the tape backwards. Parameter
  * gradients accumulate into their grads buffer. */

@@ -45,6 +45,13 @@ void mf_loader_seek(mf_loader *l, int64_t epoch, int64_t cursor);
 /* Before a global batch of `batch` windows: starts a new epoch when this one has fewer
  * than `batch` windows left (the remainder is dropped, as torch's drop_last). */
 void mf_loader_begin_batch(mf_loader *l, int64_t batch);
+/* Data parallelism: micro-batch k (of B windows) of data-parallel rank q (of dp) is
+ * windows [(k*dp + q)*B, (k*dp + q + 1)*B) of the global batch. Together the ranks cover
+ * the global batch once, whatever dp is, so a checkpointed (epoch, cursor) resumes at any
+ * world size without a window seen twice or skipped. */
+static inline int64_t mf_loader_rank_offset(int k, int dp, int q, int B) {
+  return ((int64_t)k * dp + q) * B;
+}
 /* Windows [cursor+offset, cursor+offset+B) of the current batch: inputs and targets [B,T]. */
 void mf_loader_fill(const mf_loader *l, int64_t offset, int B, int32_t *inputs, int32_t *targets);
 void mf_loader_advance(mf_loader *l, int64_t batch);

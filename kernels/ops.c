@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "parallel/tp_ops.h" /* backward of the tensor-parallel ops (MF_TP_OP) */
 
 #define BE(c) mf_ctx_backend(c)
 
@@ -226,7 +227,9 @@ static void softmax_xent_bwd(mf_ctx *c, const mf_node *nd) {
 void mf_op_backward(mf_ctx *c, const mf_node *nd) {
   static void (*const table[MF_OP_COUNT])(mf_ctx *, const mf_node *) = {
 #define MF_OP(name, fields) [MF_OP_##name] = name##_bwd,
+#define MF_TP_OP(name, fields) [MF_OP_##name] = mf_##name##_backward,
 #include "kernels/ops.def"
+#undef MF_TP_OP
 #undef MF_OP
   };
   table[nd->op](c, nd);

@@ -16,6 +16,9 @@
 #include "core/threads.h"
 #include "datasets/prepare.h"
 #include "kernels/backend.h"
+#include "parallel/comm.h"
+#include "parallel/dp.h"
+#include "parallel/grid.h"
 #include "trainers/checkpoint.h"
 
 static volatile sig_atomic_t g_stop_signal;
@@ -58,26 +61,21 @@ static void remove_stale_tmp(const char *dir) {
   closedir(d);
 }
 
-mf_status mf_eval_loss(mf_gpt *g, mf_ctx *c, const mf_token_set *ts, int T, int B, int max_batches,
-                       double *loss, int64_t *tokens) {
-  mf_loader l;
-  MF_TRY(mf_loader_init(&l, ts, T, 0, 0));
-  if (B > l.nwin) B = (int)l.nwin;
-  int64_t nb = l.nwin / B;
-  if (max_batches > 0 && nb > max_batches) nb = max_batches;
+/* sum of the per-token losses of batches first, first + stride, ... below nb */
+static mf_status eval_sum(mf_gpt *g, mf_ctx *c, mf_loader *l, int T, int B, int64_t nb, int64_t first,
+                          int64_t stride, double *sum_out) {
   int32_t *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
   if (!in || !tg) {
     free(in);
     free(tg);
-    mf_loader_free(&l);
     return MF_ERR(MF_ERR_NOMEM, "out of memory");
   }
   int rec = mf_ctx_recording(c);
   mf_ctx_set_record(c, 0);
   double sum = 0;
   mf_status st = MF_OK;
-  for (int64_t b = 0; b < nb && st == MF_OK; b++) {
-    mf_loader_fill(&l, b * B, B, in, tg);
+  for (int64_t b = first; b < nb && st == MF_OK; b += stride) {
+    mf_loader_fill(l, b * B, B, in, tg);
     mf_ctx_reset(c);
     mf_tensor idx = mf_view(in, MF_I32, 2, (int64_t[]){B, T});
     mf_tensor tgt = mf_view(tg, MF_I32, 2, (int64_t[]){B, T});
@@ -93,10 +91,30 @@ mf_status mf_eval_loss(mf_gpt *g, mf_ctx *c, const mf_token_set *ts, int T, int 
   mf_ctx_set_record(c, rec);
   free(in);
   free(tg);
+  *sum_out = sum;
+  return st;
+}
+
+mf_status mf_eval_loss_par(mf_gpt *g, mf_ctx *c, const mf_token_set *ts, int T, int B, int max_batches,
+                           mf_par *par, double *loss, int64_t *tokens) {
+  mf_loader l;
+  MF_TRY(mf_loader_init(&l, ts, T, 0, 0));
+  if (B > l.nwin) B = (int)l.nwin;
+  int64_t nb = l.nwin / B;
+  if (max_batches > 0 && nb > max_batches) nb = max_batches;
+  int dp = par ? par->dp_size : 1, r = par ? par->dp_rank : 0;
+  double sum = 0;
+  mf_status st = eval_sum(g, c, &l, T, B, nb, r, dp, &sum);
   mf_loader_free(&l);
+  if (st == MF_OK && par && dp > 1) st = mf_comm_allreduce(par->dp_host, &sum, &sum, 1, MF_C_F64, MF_RED_SUM);
   *loss = sum / (double)(nb * B * T);
   if (tokens) *tokens = nb * B * T;
   return st;
+}
+
+mf_status mf_eval_loss(mf_gpt *g, mf_ctx *c, const mf_token_set *ts, int T, int B, int max_batches,
+                       double *loss, int64_t *tokens) {
+  return mf_eval_loss_par(g, c, ts, T, B, max_batches, NULL, loss, tokens);
 }
 
 mf_status mf_model_open(const char *ckpt, mf_config *cfg, mf_gpt **g) {
@@ -129,22 +147,50 @@ typedef struct run {
   FILE *metrics;
   mf_progress prog;
   char dir[MF_CFG_STR];
+  mf_comm *world;
+  mf_par par;
+  mf_dist dist;
+  int lead;       /* world rank 0: prints, writes metrics and checkpoints */
+  int sym;        /* the error being returned happened on every rank alike */
 } run;
+
+#define NOTE(r, ...) \
+  do {               \
+    if ((r)->lead) mf_progress_note(&(r)->prog, __VA_ARGS__); \
+  } while (0)
+
+/* One status for all ranks after a stage some rank may fail alone: OK everywhere, or an
+ * error everywhere (the failing rank's own; "rank N failed" on the others). */
+static mf_status agree(run *r, mf_status st, const char *what) {
+  if (r->par.size <= 1) return st;
+  int first = st == MF_OK ? r->par.size : r->par.rank;
+  mf_status cs = mf_comm_allreduce(r->world, &first, &first, 1, MF_C_I32, MF_RED_MIN);
+  if (cs != MF_OK) return cs;
+  if (first == r->par.size) return MF_OK;
+  r->sym = 1;
+  if (st != MF_OK) return st;
+  return MF_ERR(MF_ERR_BACKEND, "%s: stopped because rank %d failed (its message says why)", what, first);
+}
 
 static mf_status save(run *r, const char *why) {
   char path[4096];
   snprintf(path, sizeof path, "%s/last.h5", r->dir);
   r->st.data_epoch = r->loader.epoch;
   r->st.data_cursor = r->loader.cursor;
-  MF_TRY(mf_ckpt_save(path, r->cfg, &r->g->params, r->opt.m, r->opt.v, &r->st, "train"));
+  mf_status s = mf_ckpt_save_par(path, r->cfg, &r->g->params, r->g->whole, &r->opt, &r->st, "train", &r->par);
+  r->sym = 1; /* every rank knows whether rank 0 wrote it */
+  MF_TRY(s);
+  if (!r->lead) return MF_OK;
   int keep = r->cfg->train.keep_ckpts;
   if (keep > 0) {
     /* a hard link: the step file costs no second write */
     char step_path[4096], old[4096];
     snprintf(step_path, sizeof step_path, "%s/step_%06lld.h5", r->dir, (long long)r->st.step);
     unlink(step_path);
-    if (link(path, step_path) != 0)
+    if (link(path, step_path) != 0) {
+      r->sym = 0;
       return MF_ERR(MF_ERR_IO, "cannot create %s: %s", step_path, strerror(errno));
+    }
     int every = r->cfg->train.ckpt_every > 0 ? r->cfg->train.ckpt_every : 1;
     long long drop = (long long)r->st.step - (long long)keep * every;
     if (drop > 0) {
@@ -152,7 +198,7 @@ static mf_status save(run *r, const char *why) {
       unlink(old);
     }
   }
-  mf_progress_note(&r->prog, "checkpoint: %s (step %lld, %s)", path, (long long)r->st.step, why);
+  NOTE(r, "checkpoint: %s (step %lld, %s)", path, (long long)r->st.step, why);
   return MF_OK;
 }
 
@@ -160,7 +206,8 @@ static mf_status eval(run *r, int final) {
   double vl;
   int64_t ntok;
   const mf_train_cfg *t = &r->cfg->train;
-  MF_TRY(mf_eval_loss(r->g, r->ctx, &r->val, t->seq_len, t->micro_batch_size, t->eval_batches, &vl, &ntok));
+  MF_TRY(mf_eval_loss_par(r->g, r->ctx, &r->val, t->seq_len, t->micro_batch_size, t->eval_batches, &r->par, &vl,
+                          &ntok));
   r->st.val_loss = vl;
   if (r->metrics) {
     fprintf(r->metrics, "{\"step\":%lld", (long long)r->st.step);
@@ -169,26 +216,31 @@ static mf_status eval(run *r, int final) {
     fprintf(r->metrics, ",\"val_tokens\":%lld}\n", (long long)ntok);
     fflush(r->metrics);
   }
-  mf_progress_note(&r->prog, "%s step %lld: val_loss %.4f (ppl %.2f, %lld tokens)", final ? "final" : "eval",
-                   (long long)r->st.step, vl, exp(vl), (long long)ntok);
+  NOTE(r, "%s step %lld: val_loss %.4f (ppl %.2f, %lld tokens)", final ? "final" : "eval", (long long)r->st.step, vl,
+       exp(vl), (long long)ntok);
   return MF_OK;
 }
 
+/* rank 0 prepares a missing data set; then every rank loads it */
 static mf_status load_data(run *r) {
   const mf_data_cfg *d = &r->cfg->data;
   char tp[4096], vp[4096];
   mf_tokens_path(tp, sizeof tp, d->dir, d->name, "train");
   mf_tokens_path(vp, sizeof vp, d->dir, d->name, "val");
-  if (!file_exists(tp) || !file_exists(vp)) {
+  mf_status st = MF_OK;
+  if (r->lead && (!file_exists(tp) || !file_exists(vp))) {
     if (!mf_data_known(d->name))
-      return MF_ERR(MF_ERR_IO, "data set '%s' not found at %s (data.name: one of %s, or a prepared "
-                               "directory under data.dir)", d->name, tp, mf_data_names());
-    printf("preparing data set '%s' (first use)\n", d->name);
-    MF_TRY(mf_data_prepare(d->name, d->dir, 1));
+      st = MF_ERR(MF_ERR_IO, "data set '%s' not found at %s (data.name: one of %s, or a prepared "
+                             "directory under data.dir)", d->name, tp, mf_data_names());
+    else {
+      printf("preparing data set '%s' (first use)\n", d->name);
+      st = mf_data_prepare(d->name, d->dir, 1);
+    }
   }
-  MF_TRY(mf_tokens_load(&r->train, tp, r->cfg->model.vocab_size));
-  MF_TRY(mf_tokens_load(&r->val, vp, r->cfg->model.vocab_size));
-  return MF_OK;
+  MF_TRY(agree(r, st, "preparing data"));
+  st = mf_tokens_load(&r->train, tp, r->cfg->model.vocab_size);
+  if (st == MF_OK) st = mf_tokens_load(&r->val, vp, r->cfg->model.vocab_size);
+  return agree(r, st, "loading data");
 }
 
 /* resume: '' -> none; auto -> <run.dir>/last.h5 if present; else a path that must exist */
@@ -207,41 +259,73 @@ static mf_status resume_path(const mf_config *cfg, char *out, size_t n) {
   return MF_OK;
 }
 
-static mf_status setup(run *r) {
+/* the checks every rank makes alike (a mistake here is everyone's) */
+static mf_status setup_config(run *r) {
   mf_config *cfg = r->cfg;
-  mf_set_threads(cfg->train.threads);
-  MF_TRY(mf_config_validate(cfg, 1));
+  MF_TRY(mf_comm_world(&r->world));
+  MF_TRY(mf_par_init(&r->par, r->world, cfg->parallel.tp));
+  r->lead = r->par.rank == 0;
+  int threads = cfg->train.threads;
+  if (threads == 0 && r->par.size > 1) { /* share the node's cores among its ranks */
+    int cores = mf_set_threads(0), local = mf_comm_local_size();
+    threads = local > 1 ? (cores / local > 0 ? cores / local : 1) : cores;
+  }
+  mf_set_threads(threads);
+  MF_TRY(mf_config_validate(cfg, r->par.dp_size));
+  if (cfg->model.n_head % r->par.tp_size != 0)
+    return MF_ERR(MF_ERR_CONFIG, "%s: model.n_head (%d) must be a multiple of parallel.tp (%d)",
+                  cfg->source[0] ? cfg->source : "config", cfg->model.n_head, r->par.tp_size);
   char desc[256];
   MF_TRY(mf_device_select(cfg, &r->be, desc, sizeof desc));
   snprintf(r->dir, sizeof r->dir, "%s", cfg->run.dir);
-  MF_TRY(mf_mkdirs(r->dir));
-  remove_stale_tmp(r->dir);
+  return MF_OK;
+}
+
+static mf_status setup(run *r) {
+  mf_config *cfg = r->cfg;
+  mf_status st = MF_OK;
+  if (r->lead) {
+    st = mf_mkdirs(r->dir);
+    if (st == MF_OK) remove_stale_tmp(r->dir);
+  }
+  MF_TRY(agree(r, st, "creating run.dir"));
   MF_TRY(load_data(r));
-  MF_TRY(mf_gpt_create(&r->g, &cfg->model));
-  mf_params_init(&r->g->params, (uint64_t)cfg->run.seed);
-  MF_TRY(mf_adamw_init(&r->opt, r->g->params.numel));
+  st = mf_gpt_create_tp(&r->g, &cfg->model, r->par.tp);
+  if (st == MF_OK) st = mf_gpt_init_params(r->g, (uint64_t)cfg->run.seed);
+  if (st == MF_OK) st = mf_dist_init(&r->dist, &r->par, r->g, &cfg->parallel, r->be, &r->opt);
+  MF_TRY(agree(r, st, "creating the model"));
   r->st = (mf_train_state){.data_seed = cfg->run.seed, .loss = NAN, .val_loss = NAN};
 
+  /* rank 0 looks for the checkpoint; everyone loads it (rank 0 reads, all keep their slices) */
   char rp[4096];
-  MF_TRY(resume_path(cfg, rp, sizeof rp));
-  if (rp[0]) {
-    mf_status s = mf_ckpt_load_params(rp, &r->g->params);
-    if (s == MF_OK) s = mf_ckpt_load_optim(rp, &r->g->params, r->opt.m, r->opt.v);
-    if (s == MF_OK) s = mf_ckpt_load_state(rp, &r->st);
-    if (s != MF_OK) return mf_error_context(s, "resume from %s: ", rp);
-    printf("resumed from %s at step %lld\n", rp, (long long)r->st.step);
+  st = r->lead ? resume_path(cfg, rp, sizeof rp) : MF_OK;
+  MF_TRY(agree(r, st, "resume"));
+  int have = r->lead && rp[0];
+  if (r->par.size > 1) MF_TRY(mf_comm_bcast(r->world, &have, 1, MF_C_I32, 0));
+  r->sym = 1; /* loading agrees on its status; freezing and the loader see the same config */
+  if (have) {
+    st = mf_ckpt_load_par(rp, &r->g->params, r->g->whole, &r->opt, &r->st, &r->par);
+    if (st != MF_OK) return mf_error_context(st, "resume from %s: ", r->lead ? rp : "rank 0's checkpoint");
+    if (r->lead)
+      printf("resumed from %s at step %lld (%d rank%s, tp %d)\n", rp, (long long)r->st.step, r->par.size,
+             r->par.size > 1 ? "s" : "", r->par.tp_size);
   } else if (cfg->init_from[0]) {
-    mf_status s = mf_ckpt_load_params(cfg->init_from, &r->g->params);
-    if (s != MF_OK) return mf_error_context(s, "init_from: ");
-    printf("initialised from %s\n", cfg->init_from);
+    st = mf_ckpt_load_par(cfg->init_from, &r->g->params, r->g->whole, NULL, NULL, &r->par);
+    if (st != MF_OK) return mf_error_context(st, "init_from: ");
+    if (r->lead) printf("initialised from %s\n", cfg->init_from);
   }
   int frozen = 0;
   MF_TRY(mf_params_freeze(&r->g->params, cfg->freeze, cfg->n_freeze, &frozen));
-
-  r->ctx = mf_ctx_create(r->be, 64 << 20);
-  if (!r->ctx) return MF_ERR(MF_ERR_NOMEM, "out of memory for the step arena");
   MF_TRY(mf_loader_init(&r->loader, &r->train, cfg->train.seq_len, (uint64_t)r->st.data_seed, 1));
   mf_loader_seek(&r->loader, r->st.data_epoch, r->st.data_cursor);
+  r->sym = 0;
+  r->ctx = mf_ctx_create(r->be, 64 << 20);
+  if (!r->ctx) return MF_ERR(MF_ERR_NOMEM, "out of memory for the step arena");
+
+  /* optimizer state per rank: the most any rank holds */
+  double opt_mib = (double)mf_adamw_bytes(&r->opt) / (1 << 20);
+  if (r->par.size > 1) MF_TRY(mf_comm_allreduce(r->world, &opt_mib, &opt_mib, 1, MF_C_F64, MF_RED_MAX));
+  if (!r->lead) return MF_OK;
 
   /* the resolved config: printed, and kept next to the metrics */
   char *yaml = mf_config_dump(cfg);
@@ -255,13 +339,35 @@ static mf_status setup(run *r) {
   printf("--- resolved config ---\n%s-----------------------\n", yaml);
   free(yaml);
   snprintf(cp, sizeof cp, "%s/metrics.jsonl", r->dir);
-  r->metrics = fopen(cp, rp[0] ? "a" : "w");
+  r->metrics = fopen(cp, have ? "a" : "w");
   if (!r->metrics) return MF_ERR(MF_ERR_IO, "cannot write %s: %s", cp, strerror(errno));
 
   size_t np = mf_params_count_trainable(&r->g->params);
+  double total = (double)r->g->params.numel;
+  if (r->par.tp_size > 1) { /* whole-model figures, not this rank's slices */
+    total = 0;
+    np = 0;
+    for (int i = 0; i < r->g->params.n; i++) {
+      const mf_tp_param *w = &r->g->whole[i];
+      double n = (double)w->rows * (double)(mf_tp_numel(w) / w->shape[0]);
+      total += n;
+      if (!r->g->params.p[i].frozen) np += (size_t)n;
+    }
+  }
+  char desc[256];
+  mf_device_select(cfg, &r->be, desc, sizeof desc);
   printf("model: gpt L%d H%d C%d T%d, %.2fM parameters (%.2fM trainable%s), device %s\n", cfg->model.n_layer,
-         cfg->model.n_head, cfg->model.n_embd, cfg->model.block_size,
-         (double)(r->g->params.numel) / 1e6, (double)np / 1e6, frozen ? ", some frozen" : "", desc);
+         cfg->model.n_head, cfg->model.n_embd, cfg->model.block_size, total / 1e6, (double)np / 1e6,
+         frozen ? ", some frozen" : "", desc);
+  if (r->par.size > 1 || cfg->parallel.zero) {
+    printf("parallel: %d ranks (%s) = data parallel %d x tensor parallel %d; %s%d gradient bucket%s; ZeRO-1 %s\n",
+           r->par.size, mf_comm_kind(r->world), r->par.dp_size, r->par.tp_size,
+           cfg->parallel.bucket_mb > 0 ? "overlapped, " : "after backward, ",
+           r->dist.dp ? mf_dp_buckets(r->dist.dp) : 0, r->dist.dp && mf_dp_buckets(r->dist.dp) == 1 ? "" : "s",
+           r->dist.dp && mf_dp_zero(r->dist.dp) ? "on" : "off");
+  }
+  printf("optimizer state: %.3f MiB per rank (AdamW m, v%s)\n", opt_mib,
+         r->dist.dp && mf_dp_zero(r->dist.dp) ? "; ZeRO-1 shard" : "");
   printf("data: %s: %lld train tokens (%lld windows of %d), %lld val tokens\n", cfg->data.name,
          (long long)r->train.n, (long long)r->loader.nwin, cfg->train.seq_len, (long long)r->val.n);
   return MF_OK;
@@ -274,7 +380,28 @@ static void teardown(run *r) {
   mf_tokens_free(&r->train);
   mf_tokens_free(&r->val);
   mf_adamw_free(&r->opt);
+  mf_dist_free(&r->dist);
   mf_gpt_free(r->g);
+  mf_par_free(&r->par);
+}
+
+/* ---- one step ---- */
+
+static mf_train_hook g_hook;
+
+void mf_train_set_hook(mf_train_hook fn) { g_hook = fn; }
+
+static mf_status check_finite(int step, double loss, double norm) {
+  if (!isfinite(loss) || !isfinite(norm))
+    return MF_ERR(MF_ERR_INPUT, "step %d: loss or gradient is not finite (loss %g, grad norm %g); lower "
+                  "train.lr or raise train.warmup_steps", step, loss, norm);
+  return MF_OK;
+}
+
+/* as torch.nn.utils.clip_grad_norm_ */
+static float clip_scale(const mf_train_cfg *tc, double norm) {
+  float scale = tc->grad_clip > 0 ? (float)(tc->grad_clip / (norm + 1e-6)) : 1.0f;
+  return scale > 1.0f ? 1.0f : scale;
 }
 
 mf_status mf_gpt_train_step(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backend *be,
@@ -289,6 +416,7 @@ mf_status mf_gpt_train_step(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backen
     mf_ctx_reset(c);
     mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
     if (!losses) return mf_ctx_status(c);
+    if (k == 0 && g_hook) MF_TRY(g_hook(0, step));
     const float *lv = losses->data;
     double s = 0;
     for (int i = 0; i < B * T; i++) s += lv[i];
@@ -298,20 +426,98 @@ mf_status mf_gpt_train_step(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backen
   double norm = mf_grad_norm(&g->params, be);
   *loss_out = loss;
   *norm_out = norm;
-  if (!isfinite(loss) || !isfinite(norm))
-    return MF_ERR(MF_ERR_INPUT, "step %d: loss or gradient is not finite (loss %g, grad norm %g); lower "
-                  "train.lr or raise train.warmup_steps", step, loss, norm);
-  /* as torch.nn.utils.clip_grad_norm_ */
-  float scale = tc->grad_clip > 0 ? (float)(tc->grad_clip / (norm + 1e-6)) : 1.0f;
-  if (scale > 1.0f) scale = 1.0f;
-  mf_adamw_step(opt, &g->params, be, tc, mf_lr_at(tc, step), scale, step);
+  MF_TRY(check_finite(step, loss, norm));
+  mf_adamw_step(opt, &g->params, be, tc, mf_lr_at(tc, step), clip_scale(tc, norm), step);
   return MF_OK;
 }
+
+mf_status mf_dist_init(mf_dist *d, mf_par *par, mf_gpt *g, const mf_parallel_cfg *pc, const mf_backend *be,
+                       mf_adamw *opt) {
+  memset(d, 0, sizeof *d);
+  d->par = par;
+  int n = g->params.n;
+  d->norm_w = malloc((size_t)n * sizeof *d->norm_w);
+  if (!d->norm_w) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  /* replicated parameters are on every tensor-parallel rank: count them once */
+  for (int i = 0; i < n; i++)
+    d->norm_w[i] = g->whole[i].split == MF_SPLIT_NONE && par->tp_size > 1 ? 1.0 / par->tp_size : 1.0;
+  if (par->dp_size > 1 || pc->zero) {
+    mf_status st = mf_dp_create(&d->dp, &g->params, par->dp, pc->bucket_mb, pc->zero, be);
+    if (st != MF_OK) return st;
+  }
+  if (!d->dp || !mf_dp_zero(d->dp)) return mf_adamw_init(opt, g->params.numel);
+  const mf_adamw_range *rg;
+  int nr = mf_dp_ranges(d->dp, &rg);
+  MF_TRY(mf_adamw_init_ranges(opt, rg, nr));
+  opt->grads = mf_dp_shard_grads(d->dp);
+  return MF_OK;
+}
+
+void mf_dist_free(mf_dist *d) {
+  mf_dp_free(d->dp);
+  free(d->norm_w);
+  memset(d, 0, sizeof *d);
+}
+
+mf_status mf_gpt_train_step_dist(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backend *be,
+                                 const mf_train_cfg *tc, int step, int accum, int32_t *const *inputs,
+                                 int32_t *const *targets, int B, int T, mf_dist *d, double *loss_out,
+                                 double *norm_out) {
+  if (!d || !d->par || (d->par->size == 1 && !d->dp)) {
+    if (d) d->stop_out = d->stop_in;
+    return mf_gpt_train_step(g, c, opt, be, tc, step, accum, inputs, targets, B, T, loss_out, norm_out);
+  }
+  mf_par *par = d->par;
+  mf_params_zero_grad(&g->params);
+  double loss = 0, denom = (double)B * T * accum * par->dp_size;
+  float seed = 1.0f / ((float)B * T * accum * par->dp_size); /* d(mean loss over the global batch) */
+  for (int k = 0; k < accum; k++) {
+    mf_tensor idx = mf_view(inputs[k], MF_I32, 2, (int64_t[]){B, T});
+    mf_tensor tgt = mf_view(targets[k], MF_I32, 2, (int64_t[]){B, T});
+    mf_ctx_reset(c);
+    mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
+    if (!losses) return mf_ctx_status(c);
+    if (k == 0 && g_hook) MF_TRY(g_hook(par->rank, step));
+    const float *lv = losses->data;
+    double s = 0;
+    for (int i = 0; i < B * T; i++) s += lv[i];
+    loss += s / denom;
+    /* the last micro-batch completes the gradients: reduce buckets as they become final */
+    if (k == accum - 1 && d->dp) MF_TRY(mf_dp_arm(d->dp, c));
+    mf_status st = mf_backward(c, losses, seed);
+    if (st != MF_OK) {
+      mf_ctx_set_backward_hook(c, NULL, NULL);
+      return st;
+    }
+  }
+  if (d->dp) MF_TRY(mf_dp_finish(d->dp, c));
+  int zero = d->dp && mf_dp_zero(d->dp);
+  double ss = 0;
+  if (d->dp) ss = mf_dp_grad_sumsq(d->dp, d->norm_w);
+  else
+    for (int i = 0; i < g->params.n; i++)
+      ss += d->norm_w[i] * be->sumsq(g->params.p[i].t.grad, (size_t)mf_numel(&g->params.p[i].t));
+  /* one reduction over the world: the loss (from one rank of each TP group), the squared
+   * norm (ZeRO: every rank's pieces; plain: one DP replica's TP slices), stop requests */
+  double red[3] = {par->tp_rank == 0 ? loss : 0.0, zero || par->dp_rank == 0 ? ss : 0.0, d->stop_in ? 1.0 : 0.0};
+  MF_TRY(mf_comm_allreduce(par->world, red, red, 3, MF_C_F64, MF_RED_SUM));
+  loss = red[0];
+  double norm = sqrt(red[1]);
+  d->stop_out = red[2] > 0;
+  *loss_out = loss;
+  *norm_out = norm;
+  MF_TRY(check_finite(step, loss, norm));
+  mf_adamw_step(opt, &g->params, be, tc, mf_lr_at(tc, step), clip_scale(tc, norm), step);
+  if (zero) MF_TRY(mf_dp_gather_params(d->dp));
+  return MF_OK;
+}
+
+/* ---- the loop ---- */
 
 static mf_status loop(run *r) {
   mf_config *cfg = r->cfg;
   const mf_train_cfg *t = &cfg->train;
-  int B = t->micro_batch_size, T = t->seq_len, accum = t->batch_size / B;
+  int B = t->micro_batch_size, T = t->seq_len, dp = r->par.dp_size, accum = t->batch_size / (B * dp);
   int32_t **in = calloc((size_t)accum, sizeof *in), **tg = calloc((size_t)accum, sizeof *tg);
   int ok = in && tg;
   for (int k = 0; ok && k < accum; k++) {
@@ -322,7 +528,7 @@ static mf_status loop(run *r) {
   g_stop_signal = 0;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  mf_progress_init(&r->prog, stderr, (long)r->st.step, t->steps, cfg->run.progress);
+  mf_progress_init(&r->prog, r->lead ? stderr : stdout, (long)r->st.step, t->steps, cfg->run.progress && r->lead);
   mf_status st = ok ? MF_OK : MF_ERR(MF_ERR_NOMEM, "out of memory");
   int finished = r->st.step >= t->steps;
   double tok_s = 0;
@@ -330,8 +536,13 @@ static mf_status loop(run *r) {
     int step = (int)r->st.step + 1;
     double t0 = mf_now(), loss, norm;
     mf_loader_begin_batch(&r->loader, t->batch_size);
-    for (int k = 0; k < accum; k++) mf_loader_fill(&r->loader, (int64_t)k * B, B, in[k], tg[k]);
-    st = mf_gpt_train_step(r->g, r->ctx, &r->opt, r->be, t, step, accum, in, tg, B, T, &loss, &norm);
+    /* data-parallel rank q takes micro-batches k*dp + q of the global batch */
+    for (int k = 0; k < accum; k++)
+      mf_loader_fill(&r->loader, mf_loader_rank_offset(k, dp, r->par.dp_rank, B), B, in[k], tg[k]);
+    r->dist.stop_in = g_stop_signal != 0;
+    r->sym = 0;
+    st = mf_gpt_train_step_dist(r->g, r->ctx, &r->opt, r->be, t, step, accum, in, tg, B, T, &r->dist, &loss, &norm);
+    if (st == MF_ERR_INPUT) r->sym = 1; /* not finite: decided on reduced values, on every rank */
     if (st != MF_OK) break;
     mf_loader_advance(&r->loader, t->batch_size);
     float lr = mf_lr_at(t, step);
@@ -340,7 +551,7 @@ static mf_status loop(run *r) {
     r->st.tokens_seen += (int64_t)t->batch_size * T;
     r->st.loss = loss;
     tok_s = (double)t->batch_size * T / dt;
-    if (step % cfg->run.log_every == 0 || step == 1 || step == t->steps) {
+    if (r->metrics && (step % cfg->run.log_every == 0 || step == 1 || step == t->steps)) {
       fprintf(r->metrics, "{\"step\":%d", step);
       json_num(r->metrics, "loss", loss);
       json_num(r->metrics, "lr", lr);
@@ -358,22 +569,32 @@ static mf_status loop(run *r) {
     if (t->eval_every > 0 && step % t->eval_every == 0) st = eval(r, 0);
     if (st != MF_OK) break;
     const char *why = NULL;
+    int stop = r->dist.stop_out; /* every rank agrees (reduced in the step) */
     if (t->stop_after > 0 && step >= t->stop_after) why = "train.stop_after";
-    else if (g_stop_signal) why = g_stop_signal == SIGINT ? "interrupted" : "terminated";
+    else if (stop) why = g_stop_signal == SIGINT ? "interrupted" : "terminated";
     if (why) {
       st = save(r, why);
-      mf_progress_done(&r->prog);
-      if (st == MF_OK) printf("stopped after step %d (%s); continue with --resume\n", step, why);
+      if (r->lead) mf_progress_done(&r->prog);
+      if (st == MF_OK && r->lead) printf("stopped after step %d (%s); continue with --resume\n", step, why);
       goto out;
     }
     if (t->ckpt_every > 0 && step % t->ckpt_every == 0) st = save(r, "train.ckpt_every");
   }
   if (st == MF_OK) st = eval(r, 1);
   if (st == MF_OK) st = save(r, "end of training");
-  mf_progress_done(&r->prog);
-  if (st == MF_OK)
+  if (r->lead) mf_progress_done(&r->prog);
+  if (st == MF_OK && r->lead)
     printf("done: step %lld, loss %.4f, val_loss %.4f, %.0f tok/s (last step)\n", (long long)r->st.step,
            r->st.loss, r->st.val_loss, tok_s);
+  if (st == MF_OK && r->lead && r->dist.dp) {
+    double exposed, hook;
+    long n;
+    mf_dp_stats(r->dist.dp, &exposed, &hook, &n);
+    if (n > 0)
+      printf("data parallel: %.1f ms/step waiting for gradient reductions after backward, %.1f ms/step "
+             "launching and progressing them during backward (rank 0, %ld steps)\n", exposed * 1e3 / n,
+             hook * 1e3 / n, n);
+  }
 out:
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
@@ -390,8 +611,20 @@ mf_status mf_train(mf_config *cfg) {
   run r;
   memset(&r, 0, sizeof r);
   r.cfg = cfg;
-  mf_status st = setup(&r);
+  int own_world = !mf_comm_world_active();
+  mf_status st = setup_config(&r);
+  r.sym = 1; /* config mistakes: every rank makes them alike */
+  if (st == MF_OK) {
+    r.sym = 0;
+    st = setup(&r);
+  }
   if (st == MF_OK) st = loop(&r);
+  if (st != MF_OK && r.par.size > 1 && !r.sym) {
+    /* this rank alone failed: the others may be waiting in a collective for it; end the job */
+    fprintf(stderr, "mforge: error: %s [%s]\n", mf_error_message(), mf_error_location());
+    mf_comm_abort_job(mf_status_exit_code(st));
+  }
   teardown(&r);
+  if (own_world) mf_comm_world_finalize();
   return st;
 }

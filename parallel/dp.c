@@ -1,0 +1,358 @@
+/* Bucketed gradient reduction overlapped with backward, and ZeRO-1 (parallel/dp.h). */
+#include "parallel/dp.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/backend.h"
+#include "parallel/comm_impl.h" /* mf_comm_now */
+
+typedef struct bucket {
+  size_t lo, hi;     /* flat range */
+  size_t P;          /* ZeRO: piece length (size * P >= hi - lo) */
+  size_t state;      /* ZeRO: where this rank's piece sits in the shard buffers */
+  int staged;        /* ZeRO: size * P != hi - lo, goes through the staging buffer */
+  int pending;       /* parameters overlapping it whose gradient is not final yet */
+  mf_comm_req req;
+} bucket;
+
+struct mf_dp {
+  mf_params *ps;
+  mf_comm *comm;
+  const mf_backend *be;
+  int zero, overlap, rank, size;
+  int nb;
+  bucket *b;         /* b[0]: the highest offsets, finished first by backward */
+  int *uses;         /* per parameter: tape nodes left to visit that use it */
+  int *pb0, *pb1;    /* per parameter: the buckets it overlaps, b[pb0] .. b[pb1] */
+  int next;          /* next bucket to launch */
+  int done;          /* buckets waited for */
+  int armed;
+  float *recv;       /* plain: where buckets are reduced to (out of place: MPI's non-blocking
+                        in-place all-reduce runs at half speed), copied back as each completes */
+  float *shard;      /* ZeRO: reduced gradients of this rank's pieces */
+  float *stage;      /* ZeRO: size * P of the staged bucket */
+  size_t stage_n;
+  mf_adamw_range *ranges;
+  int nranges;
+  double exposed_s, hook_s;
+  long steps;
+  /* progress thread: pokes MPI every poll_us while buckets are in flight, so they move
+   * during long backward kernels too, not only between nodes; it sleeps otherwise */
+  pthread_t thr;
+  int thr_on, busy, quit;
+  long poll_us;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+};
+
+static void *progress_main(void *arg) {
+  mf_dp *d = arg;
+  struct timespec ts = {0, d->poll_us * 1000};
+  pthread_mutex_lock(&d->mu);
+  for (;;) {
+    while (!d->busy && !d->quit) pthread_cond_wait(&d->cv, &d->mu);
+    if (d->quit) break;
+    pthread_mutex_unlock(&d->mu);
+    mf_comm_progress(d->comm); /* failures surface in the main thread's tests */
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&d->mu);
+  }
+  pthread_mutex_unlock(&d->mu);
+  return NULL;
+}
+
+static void set_busy(mf_dp *d, int busy) {
+  if (!d->thr_on || d->busy == busy) return; /* d->busy changes only here, on this thread */
+  pthread_mutex_lock(&d->mu);
+  d->busy = busy;
+  pthread_cond_signal(&d->cv);
+  pthread_mutex_unlock(&d->mu);
+}
+
+void mf_dp_stats(const mf_dp *d, double *exposed_s, double *hook_s, long *steps) {
+  *exposed_s = d->exposed_s;
+  *hook_s = d->hook_s;
+  *steps = d->steps;
+}
+
+int mf_dp_zero(const mf_dp *d) { return d->zero; }
+int mf_dp_buckets(const mf_dp *d) { return d->nb; }
+const float *mf_dp_shard_grads(const mf_dp *d) { return d->shard; }
+
+int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r) {
+  *r = d->ranges;
+  return d->nranges;
+}
+
+/* dst[n] = src[n] on the backend's device */
+static void dev_copy(const mf_dp *d, float *dst, const float *src, size_t n) {
+  if (d->be->device == MF_CPU) {
+    memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  d->be->memset0(dst, n * sizeof(float));
+  d->be->accumulate(dst, src, n);
+}
+
+mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_mb, int zero,
+                       const mf_backend *be) {
+  mf_dp *d = calloc(1, sizeof *d);
+  if (!d) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  d->ps = ps;
+  d->comm = comm;
+  d->be = be;
+  d->zero = zero;
+  d->rank = mf_comm_rank(comm);
+  d->size = mf_comm_size(comm);
+  d->overlap = bucket_mb > 0;
+  size_t numel = ps->numel, quantum = 16 * (size_t)d->size;
+  size_t bs = d->overlap ? (size_t)((double)bucket_mb * (1 << 20) / sizeof(float)) : numel;
+  bs = (bs + quantum - 1) / quantum * quantum;
+  if (bs == 0) bs = quantum;
+  d->nb = (int)((numel + bs - 1) / bs);
+  if (d->nb == 0) d->nb = 1;
+  d->b = calloc((size_t)d->nb, sizeof *d->b);
+  d->uses = calloc((size_t)ps->n, sizeof *d->uses);
+  d->pb0 = calloc((size_t)ps->n, sizeof *d->pb0);
+  d->pb1 = calloc((size_t)ps->n, sizeof *d->pb1);
+  d->ranges = calloc((size_t)d->nb, sizeof *d->ranges);
+  if (!d->b || !d->uses || !d->pb0 || !d->pb1 || !d->ranges) {
+    mf_dp_free(d);
+    return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  }
+  size_t state = 0;
+  for (int k = 0; k < d->nb; k++) {
+    bucket *b = &d->b[k];
+    b->hi = numel - (size_t)k * bs;
+    b->lo = b->hi > bs ? b->hi - bs : 0;
+    size_t len = b->hi - b->lo;
+    b->P = (len + (size_t)d->size - 1) / (size_t)d->size;
+    b->P = (b->P + 15) & ~(size_t)15;
+    b->staged = b->P * (size_t)d->size != len;
+    if (b->staged && b->P * (size_t)d->size > d->stage_n) d->stage_n = b->P * (size_t)d->size;
+    b->state = state;
+    state += b->P;
+  }
+  /* the pieces this rank updates, by increasing offset (buckets run downwards) */
+  if (zero) {
+    for (int k = d->nb - 1; k >= 0; k--) {
+      bucket *b = &d->b[k];
+      size_t lo = b->lo + (size_t)d->rank * b->P, hi = lo + b->P;
+      if (hi > b->hi) hi = b->hi;
+      if (lo < hi) d->ranges[d->nranges++] = (mf_adamw_range){lo, hi, b->state};
+    }
+    d->shard = be->alloc(state * sizeof(float) + 64);
+    if (d->stage_n) d->stage = be->alloc(d->stage_n * sizeof(float));
+    if (!d->shard || (d->stage_n && !d->stage)) {
+      mf_dp_free(d);
+      return MF_ERR(MF_ERR_NOMEM, "out of memory for the ZeRO-1 gradient shard");
+    }
+    be->memset0(d->shard, state * sizeof(float));
+  } else {
+    d->ranges[0] = (mf_adamw_range){0, numel, 0};
+    d->nranges = 1;
+    d->recv = be->alloc(numel * sizeof(float) + 64);
+    if (!d->recv) {
+      mf_dp_free(d);
+      return MF_ERR(MF_ERR_NOMEM, "out of memory for the gradient reduction buffer");
+    }
+  }
+  for (int i = 0; i < ps->n; i++) {
+    size_t a = ps->p[i].offset, e = a + (size_t)mf_numel(&ps->p[i].t);
+    /* bucket k covers [numel - (k+1) bs, numel - k bs) */
+    d->pb0[i] = (int)((numel - e) / bs);
+    d->pb1[i] = (int)((numel - a - 1) / bs);
+    if (d->pb1[i] >= d->nb) d->pb1[i] = d->nb - 1;
+  }
+  d->next = d->done = d->nb; /* nothing in flight */
+  /* MF_DP_PROGRESS_US: the progress thread's period (0: no thread) */
+  const char *e = getenv("MF_DP_PROGRESS_US");
+  d->poll_us = e && *e ? atol(e) : 200;
+  if (d->overlap && d->poll_us > 0 && d->poll_us < 1000000 && mf_comm_thread_progress(comm)) {
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->thr_on = pthread_create(&d->thr, NULL, progress_main, d) == 0;
+    if (!d->thr_on) {
+      pthread_mutex_destroy(&d->mu);
+      pthread_cond_destroy(&d->cv);
+    }
+  }
+  *out = d;
+  return MF_OK;
+}
+
+void mf_dp_free(mf_dp *d) {
+  if (!d) return;
+  if (d->thr_on) {
+    pthread_mutex_lock(&d->mu);
+    d->quit = 1;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->thr, NULL);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+  }
+  free(d->b);
+  free(d->uses);
+  free(d->pb0);
+  free(d->pb1);
+  free(d->ranges);
+  if (d->recv) d->be->free(d->recv);
+  if (d->shard) d->be->free(d->shard);
+  if (d->stage) d->be->free(d->stage);
+  free(d);
+}
+
+static mf_status launch(mf_dp *d, int k) {
+  bucket *b = &d->b[k];
+  float *g = d->ps->grad + b->lo;
+  size_t len = b->hi - b->lo;
+  if (!d->zero) return mf_comm_iallreduce(d->comm, g, d->recv + b->lo, len, MF_C_F32, MF_RED_SUM, &b->req);
+  const float *send = g;
+  if (b->staged) {
+    d->be->memset0(d->stage, b->P * (size_t)d->size * sizeof(float));
+    dev_copy(d, d->stage, g, len);
+    send = d->stage;
+  }
+  return mf_comm_ireduce_scatter(d->comm, send, d->shard + b->state, b->P, MF_C_F32, MF_RED_SUM, &b->req);
+}
+
+/* a reduced bucket back into the grads buffer (plain; ZeRO's pieces stay in the shard) */
+static void complete(mf_dp *d, int k) {
+  const bucket *b = &d->b[k];
+  if (!d->zero) dev_copy(d, d->ps->grad + b->lo, d->recv + b->lo, b->hi - b->lo);
+}
+
+/* MPI moves non-blocking collectives only inside MPI calls: one test of the oldest
+ * request in flight progresses them all; finished buckets complete in order */
+static mf_status progress(mf_dp *d) {
+  while (d->done < d->next) {
+    int ok = 0;
+    MF_TRY(mf_comm_test(&d->b[d->done].req, &ok));
+    if (!ok) break;
+    complete(d, d->done++);
+  }
+  set_busy(d, d->done < d->next); /* the progress thread runs only while buckets travel */
+  return MF_OK;
+}
+
+/* Launches ready buckets in order (the same on every rank), at most INFLIGHT at a time: a
+ * bucket is reduced while it is still in cache, and many collectives in flight only take
+ * turns at the same cores. all: every gradient is final. */
+#define INFLIGHT 2
+static mf_status pump(mf_dp *d, int all) {
+  MF_TRY(progress(d));
+  while (d->next < d->nb && d->next - d->done < INFLIGHT && (all || d->b[d->next].pending == 0)) {
+    MF_TRY(launch(d, d->next));
+    d->next++;
+    MF_TRY(progress(d));
+  }
+  return MF_OK;
+}
+
+static int param_index(const mf_dp *d, const mf_tensor *t) {
+  const mf_param *p = (const mf_param *)((const char *)t - offsetof(mf_param, t));
+  ptrdiff_t i = p - d->ps->p;
+  return i >= 0 && i < d->ps->n && &d->ps->p[i].t == t ? (int)i : -1;
+}
+
+static mf_status hook(void *user, mf_ctx *c, int index, const mf_node *nd) {
+  mf_dp *d = user;
+  double t0 = mf_comm_now();
+  if (nd) {
+    for (int k = 0; k < 3; k++) {
+      const mf_tensor *t = nd->in[k];
+      if (!t || !t->is_param) continue;
+      int i = param_index(d, t);
+      if (i >= 0 && d->uses[i] > 0 && --d->uses[i] == 0)
+        for (int b = d->pb0[i]; b <= d->pb1[i]; b++) d->b[b].pending--;
+    }
+  }
+  mf_status st = pump(d, nd == NULL);
+  d->hook_s += mf_comm_now() - t0;
+  return st;
+}
+
+mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
+  d->next = d->done = 0;
+  d->armed = 1;
+  for (int k = 0; k < d->nb; k++) d->b[k].pending = 0;
+  if (!d->overlap || !c) return MF_OK;
+  memset(d->uses, 0, (size_t)d->ps->n * sizeof *d->uses);
+  int n = mf_ctx_nodes(c);
+  for (int j = 0; j < n; j++) {
+    const mf_node *nd = mf_ctx_node(c, j);
+    for (int k = 0; k < 3; k++)
+      if (nd->in[k] && nd->in[k]->is_param) {
+        int i = param_index(d, nd->in[k]);
+        if (i >= 0) d->uses[i]++;
+      }
+  }
+  for (int i = 0; i < d->ps->n; i++)
+    if (d->uses[i] > 0)
+      for (int b = d->pb0[i]; b <= d->pb1[i]; b++) d->b[b].pending++;
+  mf_ctx_set_backward_hook(c, hook, d);
+  return pump(d, 0); /* buckets of parameters the tape never touches */
+}
+
+mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
+  double t0 = mf_comm_now();
+  if (c) mf_ctx_set_backward_hook(c, NULL, NULL);
+  if (!d->armed) d->next = d->done = 0;
+  d->armed = 0;
+  while (d->done < d->nb) {
+    MF_TRY(pump(d, 1));
+    if (d->done < d->next) {
+      MF_TRY(mf_comm_wait(&d->b[d->done].req));
+      complete(d, d->done++);
+    }
+  }
+  set_busy(d, 0);
+  d->exposed_s += mf_comm_now() - t0;
+  d->steps++;
+  return MF_OK;
+}
+
+mf_status mf_dp_gather_params(mf_dp *d) {
+  if (!d->zero) return MF_OK;
+  float *p = d->ps->data;
+  for (int k = 0; k < d->nb; k++) {
+    bucket *b = &d->b[k];
+    size_t mine = b->lo + (size_t)d->rank * b->P;
+    if (!b->staged) {
+      MF_TRY(mf_comm_iallgather(d->comm, p + mine, p + b->lo, b->P, MF_C_F32, &b->req));
+      continue;
+    }
+    /* the staged bucket goes alone: finish the others first, then it, then copy out */
+    for (int j = 0; j < k; j++) MF_TRY(mf_comm_wait(&d->b[j].req));
+    size_t hi = mine + b->P < b->hi ? mine + b->P : b->hi;
+    if (mine < hi) dev_copy(d, d->stage + (size_t)d->rank * b->P, p + mine, hi - mine);
+    MF_TRY(mf_comm_allgather(d->comm, d->stage + (size_t)d->rank * b->P, d->stage, b->P, MF_C_F32));
+    dev_copy(d, p + b->lo, d->stage, b->hi - b->lo);
+  }
+  for (int k = 0; k < d->nb; k++) MF_TRY(mf_comm_wait(&d->b[k].req));
+  return MF_OK;
+}
+
+double mf_dp_grad_sumsq(const mf_dp *d, const double *w) {
+  const mf_params *ps = d->ps;
+  double s = 0;
+  for (int i = 0; i < ps->n; i++) {
+    size_t a = ps->p[i].offset, e = a + (size_t)mf_numel(&ps->p[i].t);
+    double wi = w ? w[i] : 1.0;
+    if (!d->zero) {
+      s += wi * d->be->sumsq(ps->grad + a, e - a);
+      continue;
+    }
+    for (int k = 0; k < d->nranges; k++) {
+      const mf_adamw_range *r = &d->ranges[k];
+      size_t lo = a > r->lo ? a : r->lo, hi = e < r->hi ? e : r->hi;
+      if (lo < hi) s += wi * d->be->sumsq(d->shard + r->state + (lo - r->lo), hi - lo);
+    }
+  }
+  return s;
+}

@@ -1,0 +1,28 @@
+/* The DP x TP grid: world rank = dp_rank * tp + tp_rank, so the ranks of one
+ * tensor-parallel group are neighbours (one node under a block placement), and each
+ * data-parallel group holds the same slice of every parameter. */
+#ifndef MF_GRID_H
+#define MF_GRID_H
+
+#include "parallel/comm.h"
+
+typedef struct mf_par {
+  mf_comm *world;          /* host buffers; not owned */
+  mf_comm *dp, *tp;        /* the groups the model's buffers travel over (gradients, TP ops) */
+  mf_comm *dp_host, *tp_host; /* the same groups for host buffers (checkpoints, metrics) */
+  int rank, size;
+  int dp_rank, dp_size, tp_rank, tp_size;
+} mf_par;
+
+/* tp must divide the world size (MF_ERR_CONFIG naming parallel.tp otherwise). All groups
+ * take host buffers (world's kind). */
+mf_status mf_par_init(mf_par *p, mf_comm *world, int tp);
+#ifdef MF_HAVE_NCCL
+/* GPU runs: dp and tp become NCCL communicators over the host groups (one GPU per rank:
+ * device < 0 picks the local rank's; stream is the compute cudaStream_t), so gradients
+ * and tensor-parallel activations move between device buffers; dp_host and tp_host stay. */
+mf_status mf_par_use_nccl(mf_par *p, int device, void *stream);
+#endif
+void mf_par_free(mf_par *p);
+
+#endif
