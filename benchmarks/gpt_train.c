@@ -4,7 +4,7 @@
  * two sides alternately (A B A B ...) in separate processes and reports medians: ms/step,
  * tokens/s, peak RSS, and the median of the per-round speed ratios.
  *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4]
- *             [--warmup 1] [--threads 2] [--no-torch]
+ *             [--warmup 2] [--threads 2] [--no-torch]
  *   gpt_train --worker DIR ...   (internal: one timed run of our side) */
 #include <math.h>
 #include <stdio.h>
@@ -74,10 +74,14 @@ static int worker(const char *dir, int threads, int warmup, int steps) {
   printf("{\"ms\":[");
   for (int s = 0; s < warmup + steps; s++) {
     int32_t *pi = idx + (size_t)(s % NB) * B * T, *pt = tgt + (size_t)(s % NB) * B * T;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
     double t0 = mf_now(), loss, norm;
     if (mf_gpt_train_step(g, c, &opt, &mf_backend_cpu, &tc, s + 1, 1, &pi, &pt, B, T, &loss, &norm) != MF_OK)
       return fprintf(stderr, "%s\n", mf_error_message()), 1;
     double ms = (mf_now() - t0) * 1e3;
+    getrusage(RUSAGE_SELF, &r1);
+    if (getenv("MF_BENCH_FAULTS")) fprintf(stderr, "step %d: %.1f ms, %ld page faults\n", s + 1, ms, r1.ru_minflt - r0.ru_minflt);
     if (s == 0) first = loss;
     last = loss;
     if (s >= warmup) printf("%s%.3f", s > warmup ? "," : "", ms);
@@ -253,7 +257,7 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
 
 int main(int argc, char **argv) {
   if (argc >= 6 && strcmp(argv[1], "--worker") == 0) return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-  opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 1, .threads = 2, .torch = 1};
+  opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1};
   snprintf(o.shapes, sizeof o.shapes, "tiny,124m");
   snprintf(o.Ts, sizeof o.Ts, "64,256");
   for (int i = 1; i < argc; i++) {
@@ -268,7 +272,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--no-torch") == 0) o.torch = 0;
     else {
       fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4] "
-                      "[--warmup 1] [--threads 2] [--no-torch]\n");
+                      "[--warmup 2] [--threads 2] [--no-torch]\n");
       return 2;
     }
   }

@@ -4,12 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hostmem.h"
 #include "kernels/backend.h"
 
 static mf_status alloc_state(mf_adamw *o, size_t n) {
   o->n = n;
-  if (posix_memalign((void **)&o->m, 64, n * sizeof(float) + 64) ||
-      posix_memalign((void **)&o->v, 64, n * sizeof(float) + 64))
+  o->m = mf_host_alloc(n * sizeof(float) + 64);
+  o->v = mf_host_alloc(n * sizeof(float) + 64);
+  if (!o->m || !o->v)
     return MF_ERR(MF_ERR_NOMEM, "out of memory for optimizer state (%zu parameters)", n);
   memset(o->m, 0, n * sizeof(float));
   memset(o->v, 0, n * sizeof(float));
@@ -35,8 +37,8 @@ mf_status mf_adamw_init_ranges(mf_adamw *o, const mf_adamw_range *r, int nr) {
 }
 
 void mf_adamw_free(mf_adamw *o) {
-  free(o->m);
-  free(o->v);
+  mf_host_free(o->m);
+  mf_host_free(o->v);
   free(o->r);
   o->m = o->v = NULL;
   o->r = NULL;

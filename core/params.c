@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hostmem.h"
+
 mf_status mf_params_add(mf_params *ps, const char *name, int ndim, const int64_t *shape,
                         int64_t ckpt_rows, mf_init init, float std, int decay, mf_split split) {
   if (ps->data) return MF_ERR(MF_ERR_INTERNAL, "param %s registered after allocation", name);
@@ -35,8 +37,9 @@ mf_status mf_params_add(mf_params *ps, const char *name, int ndim, const int64_t
 
 mf_status mf_params_alloc(mf_params *ps) {
   size_t bytes = ps->numel * sizeof(float);
-  if (posix_memalign((void **)&ps->data, 64, bytes ? bytes : 64) ||
-      posix_memalign((void **)&ps->grad, 64, bytes ? bytes : 64))
+  ps->data = mf_host_alloc(bytes);
+  ps->grad = mf_host_alloc(bytes);
+  if (!ps->data || !ps->grad)
     return MF_ERR(MF_ERR_NOMEM, "out of memory allocating %zu parameters", ps->numel);
   memset(ps->data, 0, bytes);
   memset(ps->grad, 0, bytes);
@@ -100,7 +103,7 @@ size_t mf_params_count_trainable(const mf_params *ps) {
 
 void mf_params_free(mf_params *ps) {
   free(ps->p);
-  free(ps->data);
-  free(ps->grad);
+  mf_host_free(ps->data);
+  mf_host_free(ps->grad);
   memset(ps, 0, sizeof *ps);
 }

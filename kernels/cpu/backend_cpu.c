@@ -2,14 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hostmem.h"
 #include "kernels/backend.h"
 
-static void *cpu_alloc(size_t bytes) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-  return p;
-}
-static void cpu_free(void *p) { free(p); }
+static void *cpu_alloc(size_t bytes) { return mf_host_alloc(bytes); }
+static void cpu_free(void *p) { mf_host_free(p); }
 static void cpu_memset0(void *p, size_t bytes) { memset(p, 0, bytes); }
 
 const mf_backend mf_backend_cpu = {

@@ -6,7 +6,7 @@ DATA="$2"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CFG="$ROOT/tests/configs/tiny_test.yaml"
 TMP="$(mktemp -d /tmp/mf_e2e.XXXXXX)"
-trap 'rm -rf "$TMP"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$TMP"' EXIT
 checks=0
 failed=0
 
