@@ -4,8 +4,11 @@
  * two sides alternately (A B A B ...) in separate processes and reports medians: ms/step,
  * tokens/s, peak RSS, and the median of the per-round speed ratios.
  *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4]
- *             [--warmup 2] [--threads 2] [--no-torch]
- *   gpt_train --worker DIR ...   (internal: one timed run of our side) */
+ *             [--warmup 2] [--threads 2] [--device cpu|cuda] [--no-torch]
+ *   gpt_train --worker DIR ...   (internal: one timed run of our side)
+ * --device cuda: both sides on the GPU in fp32 (TF32 off on both), memory columns are peak
+ * device memory, and MFU (model FLOPs incl. attention / 989 TFLOP/s, H100/H200 dense bf16)
+ * is printed. Our CUDA backend trains in fp32 only in this version. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include "core/optim.h"
 #include "core/progress.h"
 #include "core/threads.h"
+#include "core/device.h"
 #include "kernels/backend.h"
 #include "trainers/checkpoint.h"
 #include "trainers/gpt.h"
@@ -33,11 +37,18 @@ static const shape shapes[] = {{"tiny", 4, 4, 128}, {"124m", 12, 12, 768}};
 typedef struct opts {
   char shapes[64], Ts[64];
   int B, rounds, steps, warmup, threads, torch;
+  char device[8];
 } opts;
 
 /* ---- our side, in a child process ---- */
-static int worker(const char *dir, int threads, int warmup, int steps) {
+static int worker(const char *dir, int threads, int warmup, int steps, const char *device) {
   mf_set_threads(threads);
+  const mf_backend *be = &mf_backend_cpu;
+  if (strcmp(device, "cuda") == 0) {
+    char why[600];
+    be = mf_device_cuda_backend(why, sizeof why);
+    if (!be) return fprintf(stderr, "gpt_train: %s\n", why), 1;
+  }
   char p[512];
   snprintf(p, sizeof p, "%s/batches.h5", dir);
   mf_h5 *h;
@@ -69,7 +80,9 @@ static int worker(const char *dir, int threads, int warmup, int steps) {
   tc.weight_decay = 0.1f;
   mf_adamw opt;
   mf_adamw_init(&opt, g->params.numel);
-  mf_ctx *c = mf_ctx_create(&mf_backend_cpu, 64 << 20);
+  if (mf_params_place(&g->params, be) != MF_OK || mf_adamw_place(&opt, be) != MF_OK)
+    return fprintf(stderr, "%s\n", mf_error_message()), 1;
+  mf_ctx *c = mf_ctx_create(be, 64 << 20);
   double first = 0, last = 0;
   printf("{\"ms\":[");
   for (int s = 0; s < warmup + steps; s++) {
@@ -77,8 +90,10 @@ static int worker(const char *dir, int threads, int warmup, int steps) {
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
     double t0 = mf_now(), loss, norm;
-    if (mf_gpt_train_step(g, c, &opt, &mf_backend_cpu, &tc, s + 1, 1, &pi, &pt, B, T, &loss, &norm) != MF_OK)
+    if (mf_gpt_train_step(g, c, &opt, be, &tc, s + 1, 1, &pi, &pt, B, T, &loss, &norm) != MF_OK)
       return fprintf(stderr, "%s\n", mf_error_message()), 1;
+    float sync;
+    be->to_host(&sync, mf_params_compute_data(&g->params), sizeof sync); /* the update has run */
     double ms = (mf_now() - t0) * 1e3;
     getrusage(RUSAGE_SELF, &r1);
     if (getenv("MF_BENCH_FAULTS")) fprintf(stderr, "step %d: %.1f ms, %ld page faults\n", s + 1, ms, r1.ru_minflt - r0.ru_minflt);
@@ -88,14 +103,16 @@ static int worker(const char *dir, int threads, int warmup, int steps) {
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("],\"loss_first\":%.7g,\"loss_last\":%.7g,\"peak_rss_kb\":%ld}\n", first, last, ru.ru_maxrss);
+  long dev_kb = be->device == MF_CUDA ? (long)(mf_device_mem_used() / 1024) : 0; /* nothing is freed in a step */
+  printf("],\"loss_first\":%.7g,\"loss_last\":%.7g,\"peak_rss_kb\":%ld,\"dev_kb\":%ld}\n", first, last,
+         ru.ru_maxrss, dev_kb);
   return 0;
 }
 
 /* ---- orchestration ---- */
 typedef struct result {
   double ms_med, loss_first, loss_last;
-  long rss_kb;
+  long rss_kb, dev_kb;
   int ok;
 } result;
 
@@ -147,6 +164,8 @@ static result run_side(char *const argv[], const char *env_kv) {
   r.loss_first = strtod(f + 13, NULL);
   r.loss_last = strtod(l + 12, NULL);
   r.rss_kb = strtol(rs + 14, NULL, 10);
+  char *dk = strstr(buf, "\"dev_kb\":");
+  r.dev_kb = dk ? strtol(dk + 9, NULL, 10) : 0;
   r.ok = 1;
   return r;
 }
@@ -198,10 +217,12 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
   snprintf(th, sizeof th, "%d", o->threads);
   snprintf(wu, sizeof wu, "%d", o->warmup);
   snprintf(st, sizeof st, "%d", o->steps);
-  char *ours[] = {(char *)self, "--worker", dir, th, wu, st, NULL};
+  char *ours[] = {(char *)self, "--worker", dir, th, wu, st, (char *)o->device, NULL};
   char script[1024];
   snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", MF_SOURCE_DIR);
-  char *torch[] = {"/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st, NULL};
+  char *torch[] = {"/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st,
+                   "--device", (char *)o->device, NULL};
+  int gpu = strcmp(o->device, "cuda") == 0;
   double a_ms[32], b_ms[32], ratio[32];
   long a_rss = 0, b_rss = 0;
   int n = 0, valid = 1;
@@ -229,8 +250,9 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
     a_ms[n] = a.ms_med;
     b_ms[n] = b.ms_med;
     ratio[n] = o->torch ? b.ms_med / a.ms_med : 0;
-    if (a.rss_kb > a_rss) a_rss = a.rss_kb;
-    if (b.rss_kb > b_rss) b_rss = b.rss_kb;
+    long am_kb = gpu ? a.dev_kb : a.rss_kb, bm_kb = gpu ? b.dev_kb : b.rss_kb;
+    if (am_kb > a_rss) a_rss = am_kb;
+    if (bm_kb > b_rss) b_rss = bm_kb;
     n++;
   }
   (void)a0;
@@ -238,12 +260,19 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
   if (n > 0) {
     double am = median(a_ms, n), bm = median(b_ms, n), rm = median(ratio, n);
     double tok = (double)o->B * T;
-    if (o->torch)
+    if (o->torch) {
       printf("%-5s %5d %3d %10.1f %10.1f %9.0f %9.0f %9.0f %9.0f %8.2fx %s\n", s->name, T, o->B, am, bm,
              tok / am * 1e3, tok / bm * 1e3, a_rss / 1024.0, b_rss / 1024.0, rm, valid ? "" : "(NOT VALIDATED)");
-    else
+    } else {
       printf("%-5s %5d %3d %10.1f %10s %9.0f %9s %9.0f %9s\n", s->name, T, o->B, am, "-", tok / am * 1e3, "-",
              a_rss / 1024.0, "-");
+    }
+    if (gpu) { /* 3x the forward FLOPs (trainers/gpt.c's count, causal attention halved) */
+      double C = s->C, L = s->L, fwd = L * (2 * 12 * C * C + 2 * C * T) + 2 * C * 50304;
+      printf("# MFU vs 989 TFLOP/s: ours %.1f%%, torch %.1f%% (%.2f GFLOP per token)\n",
+             100 * 3 * fwd * tok / am * 1e3 / 989e12, o->torch ? 100 * 3 * fwd * tok / bm * 1e3 / 989e12 : 0.0,
+             3 * fwd / 1e9);
+    }
     fflush(stdout);
   }
   if (getenv("MF_BENCH_KEEP")) { /* for profiling: gpt_train --worker DIR ... */
@@ -256,8 +285,9 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 6 && strcmp(argv[1], "--worker") == 0) return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-  opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1};
+  if (argc >= 7 && strcmp(argv[1], "--worker") == 0)
+    return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6]);
+  opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1, .device = "cpu"};
   snprintf(o.shapes, sizeof o.shapes, "tiny,124m");
   snprintf(o.Ts, sizeof o.Ts, "64,256");
   for (int i = 1; i < argc; i++) {
@@ -269,10 +299,12 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--steps") == 0) o.steps = atoi(v), i++;
     else if (strcmp(argv[i], "--warmup") == 0) o.warmup = atoi(v), i++;
     else if (strcmp(argv[i], "--threads") == 0) o.threads = atoi(v), i++;
+    else if (strcmp(argv[i], "--device") == 0 && (strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0))
+      snprintf(o.device, sizeof o.device, "%s", v), i++;
     else if (strcmp(argv[i], "--no-torch") == 0) o.torch = 0;
     else {
       fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4] "
-                      "[--warmup 2] [--threads 2] [--no-torch]\n");
+                      "[--warmup 2] [--threads 2] [--device cpu|cuda] [--no-torch]\n");
       return 2;
     }
   }
@@ -284,8 +316,9 @@ int main(int argc, char **argv) {
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;
   self[n] = 0;
-  printf("# gpt_train: fp32 AdamW training step, %d threads each side, B=%d, median of %d rounds x %d steps "
-         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE\n", o.threads, o.B, o.rounds, o.steps);
+  printf("# gpt_train: fp32 AdamW training step on %s, %d threads each side, B=%d, median of %d rounds x %d steps "
+         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s\n", o.device, o.threads, o.B, o.rounds, o.steps,
+         strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "");
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
   char sh[64];

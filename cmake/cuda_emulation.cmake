@@ -94,6 +94,22 @@ target_compile_options(mf_cpu_twins PRIVATE ${MF_WARN} ${MF_OPT})
 target_compile_definitions(mf_cpu_twins PRIVATE _GNU_SOURCE)
 target_link_libraries(mf_cpu_twins PUBLIC OpenMP::OpenMP_C ${OPENBLAS_LIB} m)
 
+# The whole library on the emulated CUDA backend: mf_objs plus the three variant files
+# built as for CUDA (device.c hands out kernels/cuda/backend_cuda.cu, linked in rather than
+# opened as a plugin) but without NCCL,
+# linked with the emulated kernels instead of the real ones. mforge_emu is mforge on it:
+# `device: cuda` trains on the emulator, so the CUDA backend's trainer path, checkpoints
+# from and to it, and its agreement with the CPU run are tested without a GPU.
+add_library(mf_emu STATIC $<TARGET_OBJECTS:mf_objs> ${MF_VARIANT_SRC})
+mf_core_options(mf_emu)
+target_compile_definitions(mf_emu PUBLIC MF_HAVE_CUDA=1 MF_CUDA_LINKED=1)
+target_link_libraries(mf_emu PUBLIC mf_cuda_emu)
+set_target_properties(mf_emu PROPERTIES LINKER_LANGUAGE CXX)
+add_executable(mforge_emu ${CMAKE_SOURCE_DIR}/trainers/main.c)
+target_compile_options(mforge_emu PRIVATE ${MF_WARN} ${MF_OPT})
+target_link_libraries(mforge_emu PRIVATE mf_emu)
+set_target_properties(mforge_emu PROPERTIES LINKER_LANGUAGE CXX BUILD_RPATH ${OPENBLAS_DIR})
+
 # An emulated test: <name>.cpp (or SOURCES) prepared and instrumented like the kernels,
 # linked with the kernels, the CPU twins and the harness (tests/cuda_emu_test.h). Its
 # launches are logged for the kernel count (tests/test_cuda_emu_count.cpp). The name must

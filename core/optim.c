@@ -36,7 +36,38 @@ mf_status mf_adamw_init_ranges(mf_adamw *o, const mf_adamw_range *r, int nr) {
   return alloc_state(o, n);
 }
 
+mf_status mf_adamw_place(mf_adamw *o, const mf_backend *be) {
+  if (be->device == MF_CPU || o->dm) return MF_OK;
+  size_t bytes = o->n * sizeof(float);
+  o->be = be;
+  o->dm = be->alloc(bytes);
+  o->dv = be->alloc(bytes);
+  if (!o->dm || !o->dv)
+    return MF_ERR(MF_ERR_NOMEM, "out of %s memory for the optimizer state (%.1f MiB)", be->name,
+                  2.0 * (double)bytes / (1 << 20));
+  mf_adamw_push(o);
+  return MF_OK;
+}
+
+void mf_adamw_push(mf_adamw *o) {
+  if (!o->dm) return;
+  o->be->to_device(o->dm, o->m, o->n * sizeof(float));
+  o->be->to_device(o->dv, o->v, o->n * sizeof(float));
+}
+
+void mf_adamw_pull(mf_adamw *o) {
+  if (!o->dm) return;
+  o->be->to_host(o->m, o->dm, o->n * sizeof(float));
+  o->be->to_host(o->v, o->dv, o->n * sizeof(float));
+}
+
 void mf_adamw_free(mf_adamw *o) {
+  if (o->be) {
+    o->be->free(o->dm);
+    o->be->free(o->dv);
+    o->dm = o->dv = NULL;
+    o->be = NULL;
+  }
   mf_host_free(o->m);
   mf_host_free(o->v);
   free(o->r);
@@ -68,8 +99,9 @@ void mf_adamw_step(mf_adamw *o, mf_params *ps, const mf_backend *be, const mf_tr
       if (end > R->hi) end = R->hi;
       if (start < end) {
         size_t so = R->state + (start - R->lo);
-        const float *g = o->grads ? o->grads + so : ps->grad + start;
-        be->adamw_update(ps->data + start, o->m + so, o->v + so, g, end - start, lr, tc->beta1, tc->beta2,
+        const float *g = o->grads ? o->grads + so : mf_params_compute_grad(ps) + start;
+        float *m = o->dm ? o->dm : o->m, *v = o->dv ? o->dv : o->v;
+        be->adamw_update(mf_params_compute_data(ps) + start, m + so, v + so, g, end - start, lr, tc->beta1, tc->beta2,
                          tc->eps, p->decay ? tc->weight_decay : 0.0f, grad_scale, t);
       }
       i = j;
@@ -87,5 +119,5 @@ float mf_lr_at(const mf_train_cfg *tc, int step) {
 }
 
 double mf_grad_norm(const mf_params *ps, const mf_backend *be) {
-  return sqrt(be->sumsq(ps->grad, ps->numel));
+  return sqrt(be->sumsq(mf_params_compute_grad(ps), ps->numel));
 }

@@ -21,6 +21,10 @@ typedef struct mf_adamw {
   mf_adamw_range *r;     /* [nr], by increasing lo */
   int nr;
   const float *grads;    /* NULL: the params' grads buffer; else reduced grads at state offsets */
+  /* on a device backend (mf_adamw_place) the update reads and writes these; m, v stay
+   * the host copies that checkpoints see */
+  const struct mf_backend *be;
+  float *dm, *dv;        /* [n] each, device memory */
 } mf_adamw;
 
 /* State for the whole flat buffer. */
@@ -28,6 +32,10 @@ mf_status mf_adamw_init(mf_adamw *o, size_t numel);
 /* State for the given pieces only (ZeRO-1); n = the sum of their lengths. */
 mf_status mf_adamw_init_ranges(mf_adamw *o, const mf_adamw_range *r, int nr);
 void mf_adamw_free(mf_adamw *o);
+/* Device copies of m, v on be (no-op for the CPU backend); push/pull as mf_params_push/pull. */
+mf_status mf_adamw_place(mf_adamw *o, const struct mf_backend *be);
+void mf_adamw_push(mf_adamw *o);
+void mf_adamw_pull(mf_adamw *o);
 /* Bytes of optimizer state this rank holds (m and v). */
 size_t mf_adamw_bytes(const mf_adamw *o);
 /* One update of every trainable parameter in the ranges at step t (1-based); weight decay

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/hostmem.h"
+#include "kernels/backend.h"
 
 mf_status mf_params_add(mf_params *ps, const char *name, int ndim, const int64_t *shape,
                         int64_t ckpt_rows, mf_init init, float std, int decay, mf_split split) {
@@ -72,7 +73,40 @@ mf_param *mf_params_find(const mf_params *ps, const char *name) {
   return NULL;
 }
 
-void mf_params_zero_grad(mf_params *ps) { memset(ps->grad, 0, ps->numel * sizeof(float)); }
+void mf_params_zero_grad(mf_params *ps) {
+  if (ps->dev_grad) ps->be->memset0(ps->dev_grad, ps->numel * sizeof(float));
+  else memset(ps->grad, 0, ps->numel * sizeof(float));
+}
+
+float *mf_params_compute_data(const mf_params *ps) { return ps->dev_data ? ps->dev_data : ps->data; }
+float *mf_params_compute_grad(const mf_params *ps) { return ps->dev_grad ? ps->dev_grad : ps->grad; }
+
+mf_status mf_params_place(mf_params *ps, const mf_backend *be) {
+  if (be->device == MF_CPU || ps->dev_data) return MF_OK;
+  size_t bytes = ps->numel * sizeof(float);
+  ps->be = be;
+  ps->dev_data = be->alloc(bytes);
+  ps->dev_grad = be->alloc(bytes);
+  if (!ps->dev_data || !ps->dev_grad)
+    return MF_ERR(MF_ERR_NOMEM, "out of %s memory for %zu parameters and their gradients (%.1f MiB)", be->name,
+                  ps->numel, 2.0 * (double)bytes / (1 << 20));
+  be->memset0(ps->dev_grad, bytes);
+  for (int i = 0; i < ps->n; i++) {
+    ps->p[i].t.data = ps->dev_data + ps->p[i].offset;
+    ps->p[i].t.grad = ps->dev_grad + ps->p[i].offset;
+    ps->p[i].t.device = be->device;
+  }
+  mf_params_push(ps);
+  return MF_OK;
+}
+
+void mf_params_push(mf_params *ps) {
+  if (ps->dev_data) ps->be->to_device(ps->dev_data, ps->data, ps->numel * sizeof(float));
+}
+
+void mf_params_pull(mf_params *ps) {
+  if (ps->dev_data) ps->be->to_host(ps->data, ps->dev_data, ps->numel * sizeof(float));
+}
 
 mf_status mf_params_freeze(mf_params *ps, char (*patterns)[MF_PARAM_NAME], int n, int *count) {
   int total = 0;
@@ -102,6 +136,10 @@ size_t mf_params_count_trainable(const mf_params *ps) {
 }
 
 void mf_params_free(mf_params *ps) {
+  if (ps->be) {
+    ps->be->free(ps->dev_data);
+    ps->be->free(ps->dev_grad);
+  }
   free(ps->p);
   mf_host_free(ps->data);
   mf_host_free(ps->grad);

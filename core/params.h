@@ -33,9 +33,13 @@ typedef struct mf_param {
 typedef struct mf_params {
   mf_param *p;
   int n, cap;
-  float *data;  /* [numel] */
-  float *grad;  /* [numel] */
+  float *data;  /* [numel] host: what init, checkpoints and export read and write */
+  float *grad;  /* [numel] host */
   size_t numel;
+  /* placed on a device backend (mf_params_place): the views point into these instead;
+   * NULL on the CPU, where data/grad are the compute buffers themselves */
+  const struct mf_backend *be;
+  float *dev_data, *dev_grad; /* [numel] each, device memory */
 } mf_params;
 
 /* Registers a parameter (before mf_params_alloc). ckpt_rows = 0 means shape[0]. */
@@ -47,6 +51,15 @@ mf_status mf_params_alloc(mf_params *ps);
 void mf_params_init(mf_params *ps, uint64_t seed);
 mf_param *mf_params_find(const mf_params *ps, const char *name);
 void mf_params_zero_grad(mf_params *ps);
+/* Puts the compute copy on be's memory (a no-op for the CPU backend): allocates device
+ * buffers once, copies data there and points every view at them. */
+mf_status mf_params_place(mf_params *ps, const struct mf_backend *be);
+/* host data -> device copy (after loading), device -> host (before saving); no-ops on the CPU */
+void mf_params_push(mf_params *ps);
+void mf_params_pull(mf_params *ps);
+/* the buffers the kernels see: device copies when placed, else the host ones */
+float *mf_params_compute_data(const mf_params *ps);
+float *mf_params_compute_grad(const mf_params *ps);
 /* Marks parameters whose name matches any glob pattern ("h.*.attn.*", "wte.weight")
  * as frozen; returns how many matched in *count; a pattern matching nothing is an error. */
 mf_status mf_params_freeze(mf_params *ps, char (*patterns)[MF_PARAM_NAME], int n, int *count);

@@ -1,28 +1,47 @@
 /* A device backend: a small table of kernel entry points with the CPU kernels' types.
- * The CUDA backend fills the same table with launchers that add the current stream. */
+ * The CUDA backend fills the same table with launchers that add its stream; all pointers
+ * passed to the kernel entries are in the backend's memory (alloc), never host memory. */
 #ifndef MF_BACKEND_H
 #define MF_BACKEND_H
 
 #include "core/tensor.h"
 #include "kernels/cpu/cpu.h"
 
+#ifdef __cplusplus /* kernels/cuda/backend_cuda.cu fills one */
+#define MF_TYPEOF(x) decltype(x)
+extern "C" {
+#else
+#define MF_TYPEOF(x) __typeof__(x)
+#endif
+
 typedef struct mf_backend {
   const char *name;
   mf_device device;
 #define MF_OP(name, fields)                        \
-  __typeof__(name##_forward) *name##_forward;      \
-  __typeof__(name##_backward) *name##_backward;
+  MF_TYPEOF(name##_forward) *name##_forward;       \
+  MF_TYPEOF(name##_backward) *name##_backward;
 #include "kernels/ops.def"
 #undef MF_OP
-  __typeof__(accumulate) *accumulate;
-  __typeof__(adamw_update) *adamw_update;
-  __typeof__(sumsq) *sumsq;
-  __typeof__(attention_kv_forward) *attention_kv_forward;
+  MF_TYPEOF(accumulate) *accumulate;
+  MF_TYPEOF(adamw_update) *adamw_update;
+  MF_TYPEOF(sumsq) *sumsq;
+  MF_TYPEOF(attention_kv_forward) *attention_kv_forward;
   void *(*alloc)(size_t bytes);   /* 64-byte aligned; NULL on failure */
   void (*free)(void *p);
   void (*memset0)(void *p, size_t bytes);
+  /* moving data between host memory and the backend's (plain memcpy on the CPU); both
+   * return when the copy is complete, so to_host also waits for the work queued before it */
+  void (*to_device)(void *dst, const void *src, size_t bytes);
+  void (*to_host)(void *dst, const void *src, size_t bytes);
 } mf_backend;
 
 extern const mf_backend mf_backend_cpu;
+/* kernels/cuda/backend_cuda.cu: present when built with CUDA (or in the emulation build's
+ * test programs); mf_device_select hands it out for `device: cuda|auto` */
+extern const mf_backend mf_backend_cuda;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

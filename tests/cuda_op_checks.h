@@ -509,6 +509,50 @@ template <typename T> static void check_bias(int N, int OC) {
   dfree_all();
 }
 
+// The SIMT GEMM (matmul_simt.cu: no library, so it runs under the emulator too) against the
+// CPU matmul: forward with and without bias, backward with every output, then dinp only and
+// dweight only (the skipped outputs untouched) as a bitwise rerun. dbias is checked where
+// bias_backward takes the shape (OC % (16/sizeof(T)) == 0), otherwise passed as NULL.
+template <typename T> static void check_matmul_simt(int N, int C, int OC, int wt) {
+  const char *dt = Ty<T>::name();
+  std::string sh = fmt("N=%d C=%d OC=%d wt=%d", N, C, OC, wt);
+  double tol = Ty<T>::tol();
+  size_t nin = (size_t)N * C, nout = (size_t)N * OC, nw = (size_t)C * OC;
+  auto inp = rnd<T>(randv(nin, -1, 1)), w = rnd<T>(randv(nw, -0.2f, 0.2f)),
+       bias = rnd<T>(randv(OC, -0.5f, 0.5f));
+  T *d_inp = dup<T>(inp), *d_w = dup<T>(w), *d_bias = dup<T>(bias), *d_out = dnan<T>(nout);
+  std::vector<float> out(nout), out0(nout);
+  mf_cuda::matmul_simt_forward(d_out, d_inp, d_w, d_bias, N, C, OC, wt, g_stream);
+  matmul_forward(out.data(), inp.data(), w.data(), bias.data(), N, C, OC, wt);
+  record("matmul_simt_forward +bias", dt, sh, nerr(down(d_out, nout), out), tol);
+  dset(d_out, std::vector<float>(nout, NAN));
+  mf_cuda::matmul_simt_forward(d_out, d_inp, d_w, (const T *)nullptr, N, C, OC, wt, g_stream);
+  matmul_forward(out0.data(), inp.data(), w.data(), nullptr, N, C, OC, wt);
+  record("matmul_simt_forward", dt, sh, nerr(down(d_out, nout), out0), tol);
+
+  const bool with_db = OC % (16 / (int)sizeof(T)) == 0;
+  auto dout = rnd<T>(randv(nout, -1, 1)), gw = rnd<T>(randv(nw, -1, 1)), gb = rnd<T>(randv(OC, -1, 1));
+  T *d_dout = dup<T>(dout), *d_dinp = dnan<T>(nin), *d_gw = dup<T>(gw);
+  T *d_gb = with_db ? dup<T>(gb) : nullptr;
+  mf_cuda::matmul_simt_backward(d_dinp, d_gw, d_gb, d_dout, d_inp, d_w, N, C, OC, wt, g_stream);
+  std::vector<float> dinp(nin), rw = gw, rb = gb;
+  matmul_backward(dinp.data(), rw.data(), with_db ? rb.data() : nullptr, dout.data(), inp.data(),
+                  w.data(), N, C, OC, wt);
+  record("matmul_simt_backward dinp", dt, sh, nerr(down(d_dinp, nin), dinp), tol);
+  record("matmul_simt_backward dweight", dt, sh, nerr(down(d_gw, nw), rw), tol);
+  if (with_db) record("matmul_simt_backward dbias", dt, sh, nerr(down(d_gb, OC), rb), tol);
+  auto bi = down_bits(d_dinp, nin), bw = down_bits(d_gw, nw);
+  dset(d_dinp, std::vector<float>(nin, NAN));
+  dset(d_gw, gw);
+  mf_cuda::matmul_simt_backward(d_dinp, (T *)nullptr, (T *)nullptr, d_dout, d_inp, d_w, N, C, OC,
+                                wt, g_stream);  // dinp only
+  mf_cuda::matmul_simt_backward((T *)nullptr, d_gw, (T *)nullptr, d_dout, d_inp, d_w, N, C, OC,
+                                wt, g_stream);  // dweight only
+  record_exact("matmul_simt_backward dinp/dweight (rerun)", dt, sh,
+               bi == down_bits(d_dinp, nin) && bw == down_bits(d_gw, nw));
+  dfree_all();
+}
+
 #if !defined(MF_CUDA_EMULATION)
 // cuBLASLt matmul with its epilogues (GPU only). gelu_tol: cuBLASLt's GELU epilogue has its own
 // tanh evaluation, so the fused GELU outputs get a looser fp32 bound than the plain GEMMs.
@@ -524,6 +568,12 @@ template <typename T> static void check_matmul(int N, int C, int OC, int wt, dou
   mf_cuda::matmul_forward(d_out, d_inp, d_w, d_bias, N, C, OC, wt, g_stream);
   matmul_forward(out.data(), inp.data(), w.data(), bias.data(), N, C, OC, wt);
   record("matmul_forward +bias", dt, sh, nerr(down(d_out, nout), out), tol);
+  {  // the SIMT GEMM (matmul_simt.cu) against cuBLASLt: the same product by other means
+    T *d_simt = dnan<T>(nout);
+    mf_cuda::matmul_simt_forward(d_simt, d_inp, d_w, d_bias, N, C, OC, wt, g_stream);
+    record("matmul_simt_forward +bias vs cuBLASLt", dt, sh,
+           nerr(down(d_simt, nout), down(d_out, nout)), tol);
+  }
   mf_cuda::matmul_forward(d_out, d_inp, d_w, (const T *)nullptr, N, C, OC, wt, g_stream);
   matmul_forward(pre.data(), inp.data(), w.data(), nullptr, N, C, OC, wt);
   record("matmul_forward", dt, sh, nerr(down(d_out, nout), pre), tol);
@@ -543,6 +593,15 @@ template <typename T> static void check_matmul(int N, int C, int OC, int wt, dou
   record("matmul_backward dinp", dt, sh, nerr(down(d_dinp, nin), dinp), tol);
   record("matmul_backward dweight", dt, sh, nerr(down(d_gw, nw), rw), tol);
   record("matmul_backward dbias", dt, sh, nerr(down(d_gb, OC), rb), tol);
+  {  // the SIMT backward against cuBLASLt's (dbias: the same bias_backward in both)
+    T *d_sdinp = dnan<T>(nin), *d_sgw = dup<T>(gw);
+    mf_cuda::matmul_simt_backward(d_sdinp, d_sgw, (T *)nullptr, d_dout, d_inp, d_w, N, C, OC, wt,
+                                  g_stream);
+    record("matmul_simt_backward dinp vs cuBLASLt", dt, sh,
+           nerr(down(d_sdinp, nin), down(d_dinp, nin)), tol);
+    record("matmul_simt_backward dweight vs cuBLASLt", dt, sh,
+           nerr(down(d_sgw, nw), down(d_gw, nw)), tol);
+  }
 
   // dgelu: this matmul's dinp GEMM through the GELU of a layer whose pre-activation is inp-shaped
   auto pre_in = rnd<T>(randv(nin, -3, 3)), gb2 = rnd<T>(randv(C, -1, 1));
@@ -568,6 +627,9 @@ struct Shapes {
   std::vector<size_t> opt; // adamw / sumsq / cast lengths
   std::vector<int> bias;   // N, OC pairs
   std::vector<int> mm;     // N, C, OC, wt quadruples (GPU only)
+  // N, C, OC triples for the SIMT matmul, each with wt 0 and 1 (OC = 13: no dbias). The
+  // default serves both suites (tests/gpu/test_gpu_ops.cu keeps it).
+  std::vector<int> simt = {1, 3, 8, 37, 29, 24, 64, 128, 96, 5, 70, 13};
 };
 
 // att_tol: the fp32 attention bound (bf16 uses the bf16 bound)
@@ -583,6 +645,8 @@ template <typename T> static void run_dtype(const Shapes &s, double att_tol) {
   for (size_t n : s.opt) check_adamw<T>(n);
   for (size_t n : s.opt) check_sumsq<T>(n);
   for (size_t i = 0; i + 1 < s.bias.size(); i += 2) check_bias<T>(s.bias[i], s.bias[i + 1]);
+  for (size_t i = 0; i + 2 < s.simt.size(); i += 3)
+    for (int wt = 0; wt < 2; wt++) check_matmul_simt<T>(s.simt[i], s.simt[i + 1], s.simt[i + 2], wt);
 }
 
 }  // namespace opcheck

@@ -4,7 +4,9 @@
 // (T = 1, 5, 67; C = 48, 96; NH = 1, 3, so head sizes 16, 32, 48, 96; Vp not a multiple of
 // 32). The checks themselves are in tests/cuda_op_checks.h, shared with the GPU run
 // (tests/gpu/test_gpu_ops.cu). matmul.cu is cuBLASLt and cannot run here: it is listed as
-// skipped, and checked by tests/gpu/run.sh on a GPU machine.
+// skipped, and checked by tests/gpu/run.sh on a GPU machine. Its library-free twin
+// matmul_simt.cu runs here (Shapes::simt, the default: N = 1, 37, 64, 5; C = 3, 29, 128, 70;
+// OC = 8, 24, 96, 13; wt 0 and 1).
 // Any emulator report (race, out of bounds, uninitialised read) fails the check it occurs in.
 #include <time.h>
 

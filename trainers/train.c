@@ -61,6 +61,43 @@ static void remove_stale_tmp(const char *dir) {
   closedir(d);
 }
 
+/* The batch as tensors the backend's kernels can read: the host arrays themselves on the
+ * CPU, copies in the step arena on a device (so after mf_ctx_reset). */
+static mf_status batch_tensors(mf_ctx *c, int32_t *in, int32_t *tg, int B, int T, mf_tensor *idx, mf_tensor *tgt) {
+  const mf_backend *be = mf_ctx_backend(c);
+  size_t bytes = (size_t)B * T * sizeof(int32_t);
+  if (be->device != MF_CPU) {
+    int32_t *din = mf_ctx_alloc(c, bytes), *dtg = mf_ctx_alloc(c, bytes);
+    if (!din || !dtg) return mf_ctx_status(c);
+    be->to_device(din, in, bytes);
+    be->to_device(dtg, tg, bytes);
+    in = din;
+    tg = dtg;
+  }
+  *idx = mf_view(in, MF_I32, 2, (int64_t[]){B, T});
+  *tgt = mf_view(tg, MF_I32, 2, (int64_t[]){B, T});
+  idx->device = tgt->device = be->device;
+  return MF_OK;
+}
+
+/* sum of the n per-token losses, in order, in double (the same sum on every backend) */
+static mf_status loss_sum(mf_ctx *c, const mf_tensor *losses, int n, double *sum) {
+  const mf_backend *be = mf_ctx_backend(c);
+  const float *lv = losses->data;
+  float *host = NULL;
+  if (be->device != MF_CPU) {
+    host = malloc((size_t)n * sizeof *host);
+    if (!host) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+    be->to_host(host, lv, (size_t)n * sizeof *host);
+    lv = host;
+  }
+  double s = 0;
+  for (int i = 0; i < n; i++) s += lv[i];
+  free(host);
+  *sum = s;
+  return MF_OK;
+}
+
 /* sum of the per-token losses of batches first, first + stride, ... below nb */
 static mf_status eval_sum(mf_gpt *g, mf_ctx *c, mf_loader *l, int T, int B, int64_t nb, int64_t first,
                           int64_t stride, double *sum_out) {
@@ -77,15 +114,17 @@ static mf_status eval_sum(mf_gpt *g, mf_ctx *c, mf_loader *l, int T, int B, int6
   for (int64_t b = first; b < nb && st == MF_OK; b += stride) {
     mf_loader_fill(l, b * B, B, in, tg);
     mf_ctx_reset(c);
-    mf_tensor idx = mf_view(in, MF_I32, 2, (int64_t[]){B, T});
-    mf_tensor tgt = mf_view(tg, MF_I32, 2, (int64_t[]){B, T});
+    mf_tensor idx, tgt;
+    st = batch_tensors(c, in, tg, B, T, &idx, &tgt);
+    if (st != MF_OK) break;
     mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
     if (!losses) {
       st = mf_ctx_status(c);
       break;
     }
-    const float *lv = losses->data;
-    for (int i = 0; i < B * T; i++) sum += lv[i];
+    double s = 0;
+    st = loss_sum(c, losses, B * T, &s);
+    sum += s;
   }
   mf_ctx_reset(c);
   mf_ctx_set_record(c, rec);
@@ -177,6 +216,8 @@ static mf_status save(run *r, const char *why) {
   snprintf(path, sizeof path, "%s/last.h5", r->dir);
   r->st.data_epoch = r->loader.epoch;
   r->st.data_cursor = r->loader.cursor;
+  mf_params_pull(&r->g->params); /* a device run saves what is on the device */
+  mf_adamw_pull(&r->opt);
   mf_status s = mf_ckpt_save_par(path, r->cfg, &r->g->params, r->g->whole, &r->opt, &r->st, "train", &r->par);
   r->sym = 1; /* every rank knows whether rank 0 wrote it */
   MF_TRY(s);
@@ -316,6 +357,13 @@ static mf_status setup(run *r) {
   }
   int frozen = 0;
   MF_TRY(mf_params_freeze(&r->g->params, cfg->freeze, cfg->n_freeze, &frozen));
+  if (r->be->device != MF_CPU) {
+    if (r->par.size > 1 || r->dist.dp)
+      return MF_ERR(MF_ERR_CONFIG, "device: %s trains in one process without ZeRO in this version; run without "
+                    "mpirun and parallel.zero: 0, or set device: cpu for multi-rank training", r->be->name);
+    MF_TRY(mf_params_place(&r->g->params, r->be));
+    MF_TRY(mf_adamw_place(&r->opt, r->be));
+  }
   MF_TRY(mf_loader_init(&r->loader, &r->train, cfg->train.seq_len, (uint64_t)r->st.data_seed, 1));
   mf_loader_seek(&r->loader, r->st.data_epoch, r->st.data_cursor);
   r->sym = 0;
@@ -411,15 +459,14 @@ mf_status mf_gpt_train_step(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backen
   double loss = 0;
   float seed = 1.0f / ((float)B * T * accum); /* d(mean loss over the global batch) */
   for (int k = 0; k < accum; k++) {
-    mf_tensor idx = mf_view(inputs[k], MF_I32, 2, (int64_t[]){B, T});
-    mf_tensor tgt = mf_view(targets[k], MF_I32, 2, (int64_t[]){B, T});
     mf_ctx_reset(c);
+    mf_tensor idx, tgt;
+    MF_TRY(batch_tensors(c, inputs[k], targets[k], B, T, &idx, &tgt));
     mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
     if (!losses) return mf_ctx_status(c);
     if (k == 0 && g_hook) MF_TRY(g_hook(0, step));
-    const float *lv = losses->data;
     double s = 0;
-    for (int i = 0; i < B * T; i++) s += lv[i];
+    MF_TRY(loss_sum(c, losses, B * T, &s));
     loss += s / ((double)B * T * accum);
     MF_TRY(mf_backward(c, losses, seed));
   }

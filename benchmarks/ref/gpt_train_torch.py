@@ -1,5 +1,6 @@
 """PyTorch side of benchmarks/gpt_train: the same GPT (tests/ref/gpt_torch.py), the same
-initial weights and batches (init.h5 / batches.h5 written by the C side), AdamW, fp32.
+initial weights and batches (init.h5 / batches.h5 written by the C side), AdamW, fp32,
+on the CPU or (--device cuda) the GPU.
 Prints one JSON line: per-step times, first/last loss, peak RSS."""
 import argparse
 import json
@@ -22,7 +23,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    if a.device == "cuda":  # fp32 as ours: no TF32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     with h5py.File(os.path.join(a.dir, "batches.h5"), "r") as f:
         at = dict(f.attrs)
@@ -32,6 +38,8 @@ def main():
     model = GPT(L, NH, C, V, maxT)
     with h5py.File(os.path.join(a.dir, "init.h5"), "r") as f:
         load_mforge_params(model, f)
+    model.to(dev)
+    idx, tgt = idx.to(dev), tgt.to(dev)
     opt = torch.optim.AdamW(model.optim_groups(0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
     times, losses = [], []
     for s in range(a.warmup + a.steps):
@@ -42,11 +50,14 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
+        if a.device == "cuda":
+            torch.cuda.synchronize()
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    dev_kb = torch.cuda.max_memory_allocated() // 1024 if a.device == "cuda" else 0
     print(json.dumps({"ms": [t * 1e3 for t in times], "loss_first": losses[0], "loss_last": losses[-1],
-                      "peak_rss_kb": rss}, separators=(",", ":")))
+                      "peak_rss_kb": rss, "dev_kb": dev_kb}, separators=(",", ":")))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 static void *cpu_alloc(size_t bytes) { return mf_host_alloc(bytes); }
 static void cpu_free(void *p) { mf_host_free(p); }
 static void cpu_memset0(void *p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+  if (bytes) memcpy(dst, src, bytes);
+}
 
 const mf_backend mf_backend_cpu = {
     .name = "cpu",
@@ -22,4 +25,6 @@ const mf_backend mf_backend_cpu = {
     .alloc = cpu_alloc,
     .free = cpu_free,
     .memset0 = cpu_memset0,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
 };

@@ -8,7 +8,8 @@
 // All pointers are device pointers to row-major contiguous arrays; launchers abort with
 // file:line on a violated precondition (sizes, 16-byte alignment) and check the launch.
 // Launchers never synchronise the stream (except the one-time growth of the scratch area,
-// see common.cuh). matmul* needs cuBLASLt: GPU only, not built under MF_CUDA_EMULATION.
+// see common.cuh). matmul.cu needs cuBLASLt: GPU only, not built under MF_CUDA_EMULATION
+// (matmul_simt.cu stands in for it there).
 #ifndef MF_CUDA_KERNELS_H
 #define MF_CUDA_KERNELS_H
 
@@ -147,6 +148,17 @@ void matmul_backward_dgelu(T *dpre, T *dbias_pre, const T *dout, const T *weight
 void matmul_set_tf32(int on);
 // cuBLASLt handle and workspace (32 MiB); created on first use, released here
 void matmul_shutdown();
+
+// ---- matmul_simt.cu: shared-memory tiled SIMT GEMM, no library (emulation, cross-checks) ----
+// same semantics and argument order as matmul_forward / matmul_backward above
+// (any N >= 0, C, OC >= 1; fp32 sums, deterministic; dbias: OC % (16/sizeof(T)) == 0, as
+// bias_backward)
+template <typename T>
+void matmul_simt_forward(T *out, const T *inp, const T *weight, const T *bias, int N, int C,
+                         int OC, int wt, cudaStream_t stream);
+template <typename T>
+void matmul_simt_backward(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
+                          const T *weight, int N, int C, int OC, int wt, cudaStream_t stream);
 
 }  // namespace mf_cuda
 

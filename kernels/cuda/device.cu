@@ -1,5 +1,4 @@
-// Device discovery for `device: auto|cuda`. The CUDA kernels of the GPT job come with
-// the CUDA backend issue; this file keeps the CUDA part of the tree building in CI.
+// Device discovery for `device: auto|cuda` and device memory figures for the benchmarks.
 #include <cuda_runtime.h>
 #include <stdio.h>
 
@@ -24,4 +23,13 @@ extern "C" int mf_cuda_device_name(int dev, char *name, int len) {
   snprintf(name, (size_t)len, "%s (sm_%d%d, %.0f GiB)", prop.name, prop.major, prop.minor,
            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
   return 0;
+}
+
+extern "C" size_t mf_cuda_mem_used(void) {
+  size_t free_b = 0, total = 0;
+  if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return total - free_b;
 }

@@ -3,12 +3,16 @@
 #ifndef MF_CUDA_DEVICE_H
 #define MF_CUDA_DEVICE_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 /* Number of usable GPUs; 0 with the reason in why (e.g. "no CUDA-capable device"). */
 int mf_cuda_device_count(char *why, int why_len);
 int mf_cuda_device_name(int dev, char *name, int len);
+/* Device memory in use on the current device (total - free), bytes; 0 on error. */
+size_t mf_cuda_mem_used(void);
 #ifdef __cplusplus
 }
 #endif

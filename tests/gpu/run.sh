@@ -7,7 +7,8 @@
 #   2. tests/gpu/test_gpu_ops: every CUDA op (the cuBLASLt matmul included) against its CPU
 #      twin on fresh random inputs; prints one table (op, dtype, shape, max normalised error,
 #      bound, pass/fail) and "test_gpu_ops: N checks, M failed".
-#   3. hooks for the model reference test and the benchmark (TODO lines below).
+#   3. the trainer with device: cuda against the CPU backend (tests/e2e/cuda_emu.sh), when the
+#      full CMake build works here; 4. benchmarks/gpt_train --device cuda vs PyTorch.
 # Usage: tests/gpu/run.sh [build-dir]   (logs also under $OUT when the device tool sets it)
 # Exit status: 0 when every check passed (or none could run: no GPU), 1 otherwise.
 set -uo pipefail
@@ -81,14 +82,25 @@ say "built $BIN"
 RC=${PIPESTATUS[0]}
 say "test_gpu_ops exit status $RC"
 
-# ---- 3. hooks for the backend integration ----
-# TODO(backend integration): model reference test on the GPU: the GPT reference test
-#   (tests/test_gpt_ref.c: logits, loss, gradients vs PyTorch, first N step losses) with
-#   device: cuda in bf16 and fp32, e.g. "$BUILD/tests/test_gpt_ref --device cuda", appending
-#   its table; fail this script when it fails.
-# TODO(backend integration): benchmark: "$BUILD/mforge bench gpt2 --device cuda --vs torch"
-#   (GPT-2 124M, bf16, tokens/s and MFU against PyTorch on the same GPU), figures to
-#   $LOG/bench.txt; a benchmark never fails the script.
+# ---- 3. the trainer on the GPU (needs the CMake build: HDF5, libyaml, ... on this machine) ----
+# tests/e2e/cuda_emu.sh with the real mforge on both sides: `device: cuda` (fp32) trains the
+# tiny model to the CPU's losses and gradient norms (rel 1e-5), checkpoints move CPU <-> GPU.
+if [ "$BIN" = "$BUILD/tests/test_gpu_ops" ]; then
+  if cmake --build "$BUILD" -j "$JOBS" --target mforge gpt_train >>"$LOG/build.log" 2>&1 &&
+     "$BUILD/mforge" data prepare moby-dick --out "$BUILD/testdata" >"$LOG/data.log" 2>&1; then
+    say "trainer on the GPU vs the CPU (tests/e2e/cuda_emu.sh)"
+    bash tests/e2e/cuda_emu.sh "$BUILD/mforge" "$BUILD/testdata" "$BUILD/mforge" 2>&1 | tee "$LOG/train_gpu.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || RC=1
+    # ---- 4. benchmark: GPT-2 124M, T 1024, ours (fp32) vs PyTorch on this GPU; never fails the script
+    say "benchmark: gpt_train --device cuda"
+    timeout 240 "$BUILD/benchmarks/gpt_train" --device cuda --shapes 124m --T 1024 --B 8 --rounds 2 \
+      --steps 10 --warmup 3 2>&1 | tee "$LOG/bench.txt" || say "benchmark did not finish"
+  else
+    say "skipped: trainer on the GPU (mforge or the moby-dick data could not be built here; see $LOG)"
+  fi
+else
+  say "skipped: trainer on the GPU (no CMake build on this machine)"
+fi
 
 say "done in $(( $(date +%s) - T0 ))s"
 exit $RC

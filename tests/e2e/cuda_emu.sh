@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The CUDA backend's training path on the CUDA emulator (mforge_emu: the kernels of
+# kernels/cuda run on the CPU, cuBLASLt replaced by matmul_simt.cu): `device: cuda` trains
+# the tiny model to the same losses and gradient norms as the CPU backend, and checkpoints
+# move between the two (a run saved on "GPU" resumes on CPU and vice versa).
+# Usage: cuda_emu.sh MFORGE DATA MFORGE_EMU
+source "$(dirname "$0")/lib.sh"
+EMU="$3"
+
+# one sequence of 16 tokens per step keeps the emulated steps to seconds
+small=(--set train.batch_size=1 --set train.micro_batch_size=1 --set train.seq_len=16
+  --set train.eval_every=0 --set train.eval_batches=1 --set train.ckpt_every=0 --set train.steps=3)
+cpu() { "$MF" train "$CFG" --set run.dir="$1" --set data.dir="$DATA" "${small[@]}" "${@:2}"; }
+gpu() { "$EMU" train "$CFG" --set run.dir="$1" --set data.dir="$DATA" --set device=cuda "${small[@]}" "${@:2}"; }
+
+# field KEY STEP FILE: the value of KEY in the training row of STEP
+field() { grep "\"step\":$2,\"loss\"" "$3" | grep -oE "\"$1\":[-0-9.eE+]+" | cut -d: -f2; }
+# close A B: relative difference <= 1e-5
+close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a;
+  exit !(a != "" && b != "" && d <= 1e-5 * (m > 1e-6 ? m : 1e-6)) }'; }
+same_run() { # NAME DIR_A DIR_B STEPS...
+  local name="$1" a="$2" b="$3"
+  shift 3
+  for s in "$@"; do
+    for k in loss grad_norm; do
+      local x y
+      x=$(field $k $s "$a/metrics.jsonl")
+      y=$(field $k $s "$b/metrics.jsonl")
+      if close "$x" "$y"; then ok; else bad "$name: step $s $k: $x vs $y"; fi
+    done
+  done
+}
+
+cpu "$TMP/cpu" >/dev/null 2>&1 || bad "CPU run failed"
+gpu "$TMP/gpu" >"$TMP/gpu.out" 2>&1 || bad "emulated CUDA run failed: $(tail -n 3 "$TMP/gpu.out")"
+grep -q "device cuda" "$TMP/gpu.out" && ok || bad "the emulated run did not report device cuda"
+same_run "cuda vs cpu" "$TMP/cpu" "$TMP/gpu" 1 2 3
+vc=$(grep -oE '"val_loss":[-0-9.eE+]+' "$TMP/cpu/metrics.jsonl" | tail -1 | cut -d: -f2)
+vg=$(grep -oE '"val_loss":[-0-9.eE+]+' "$TMP/gpu/metrics.jsonl" | tail -1 | cut -d: -f2)
+close "$vc" "$vg" && ok || bad "final val_loss: cpu $vc vs cuda $vg"
+# the saved parameters and optimizer state agree to fp32 round-off
+if h5diff -q -d 1e-5 "$TMP/cpu/last.h5" "$TMP/gpu/last.h5" /params /params; then ok; else bad "final params differ"; fi
+if h5diff -q -d 1e-5 "$TMP/cpu/last.h5" "$TMP/gpu/last.h5" /optim /optim; then ok; else bad "optimizer state differs"; fi
+
+# saved on the device after step 2, resumed on the CPU for step 3 (and the reverse)
+gpu "$TMP/g2c" --set train.stop_after=2 >/dev/null 2>&1 || bad "emulated CUDA first half failed"
+cpu "$TMP/g2c" --resume >"$TMP/out" 2>&1 || bad "CPU resume of a CUDA checkpoint failed: $(tail -n 2 "$TMP/out")"
+same_run "cuda -> cpu resume" "$TMP/cpu" "$TMP/g2c" 3
+cpu "$TMP/c2g" --set train.stop_after=2 >/dev/null 2>&1 || bad "CPU first half failed"
+gpu "$TMP/c2g" --resume >"$TMP/out" 2>&1 || bad "CUDA resume of a CPU checkpoint failed: $(tail -n 2 "$TMP/out")"
+same_run "cpu -> cuda resume" "$TMP/cpu" "$TMP/c2g" 3
+
+# what the CUDA kernels cannot take is a configuration error, not an abort in a launcher
+expect_user_error "cuda head size" "head size" "$EMU" train "$CFG" --set run.dir="$TMP/bad" \
+  --set data.dir="$DATA" --set device=cuda --set model.n_head=4
+expect_user_error "cuda bf16" "precision: bf16" "$EMU" train "$CFG" --set run.dir="$TMP/bad" \
+  --set data.dir="$DATA" --set device=cuda --set precision=bf16
+report cuda_emu

@@ -1,0 +1,31 @@
+/* The CUDA backend plugin (libmforge_cuda.so, core/device.c): it loads on a machine without
+ * a GPU too (only running kernels needs one), and its table is complete: every kernel entry,
+ * memory and copy function is set. Catches a plugin that is missing, stale or unloadable. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/device.h"
+#include "kernels/backend.h"
+#include "tests/test.h"
+
+int main(void) {
+  char why[600] = "";
+  const mf_backend *be = mf_device_cuda_backend(why, sizeof why);
+  CHECK(be != NULL);
+  if (!be) {
+    fprintf(stderr, "plugin: %s\n", why);
+    return mf_test_report("test_cuda_plugin");
+  }
+  CHECK(strcmp(be->name, "cuda") == 0);
+  CHECK(be->device == MF_CUDA);
+#define MF_OP(name, fields) CHECK(be->name##_forward != NULL && be->name##_backward != NULL);
+#include "kernels/ops.def"
+#undef MF_OP
+  CHECK(be->accumulate && be->adamw_update && be->sumsq);
+  CHECK(be->alloc && be->free && be->memset0 && be->to_device && be->to_host);
+  /* a second call returns the same table without reloading */
+  CHECK(mf_device_cuda_backend(why, sizeof why) == be);
+  char gw[256];
+  printf("CUDA plugin loaded; %d GPU(s) visible%s%s\n", mf_device_gpu_count(gw, sizeof gw), gw[0] ? ": " : "", gw);
+  return mf_test_report("test_cuda_plugin");
+}
