@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/hostmem.h"
 #include "kernels/backend.h"
 #include "kernels/ops.h"
 
 struct mf_ctx {
   const mf_backend *be;
-  mf_arena *arena;
+  mf_arena *arena; /* the backend's memory: tensor data, saved values, gradients */
+  mf_arena *meta;  /* host memory: the mf_tensor structs the host code reads and writes */
   mf_node *nodes;
   int n, cap;
   int record;
@@ -23,8 +25,9 @@ mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
   if (!c) return NULL;
   c->be = be;
   c->arena = mf_arena_create(arena_bytes, be->alloc, be->free);
-  if (!c->arena) {
-    free(c);
+  c->meta = mf_arena_create(256 << 10, mf_host_alloc, mf_host_free);
+  if (!c->arena || !c->meta) {
+    mf_ctx_destroy(c);
     return NULL;
   }
   c->record = 1;
@@ -34,6 +37,7 @@ mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
 void mf_ctx_destroy(mf_ctx *c) {
   if (!c) return;
   mf_arena_destroy(c->arena);
+  mf_arena_destroy(c->meta);
   free(c->nodes);
   free(c);
 }
@@ -50,6 +54,7 @@ void mf_ctx_reset(mf_ctx *c) {
   c->n = 0;
   c->st = MF_OK;
   mf_arena_reset(c->arena);
+  mf_arena_reset(c->meta);
 }
 
 void mf_ctx_fail(mf_ctx *c, mf_status st) {
@@ -72,8 +77,11 @@ void *mf_ctx_alloc(mf_ctx *c, size_t bytes) {
 }
 
 mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape) {
-  mf_tensor *t = mf_ctx_alloc(c, sizeof *t);
-  if (!t) return NULL;
+  mf_tensor *t = mf_arena_alloc(c->meta, sizeof *t);
+  if (!t) {
+    if (c->st == MF_OK) c->st = MF_ERR(MF_ERR_NOMEM, "out of host memory for tensors");
+    return NULL;
+  }
   *t = mf_view(NULL, dt, ndim, shape);
   t->device = c->be->device;
   t->data = mf_ctx_alloc(c, mf_nbytes(t));
@@ -116,7 +124,15 @@ mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed) {
   int64_t n = mf_numel(loss_rows);
   float *g = mf_ctx_alloc(c, (size_t)n * sizeof(float));
   if (!g) return c->st;
-  for (int64_t i = 0; i < n; i++) g[i] = seed;
+  if (c->be->device == MF_CPU) {
+    for (int64_t i = 0; i < n; i++) g[i] = seed;
+  } else { /* device memory: filled on the host, then copied */
+    float *h = malloc((size_t)n * sizeof *h);
+    if (!h) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) h[i] = seed;
+    c->be->to_device(g, h, (size_t)n * sizeof *h);
+    free(h);
+  }
   loss_rows->grad = g;
   for (int i = c->n - 1; i >= 0; i--) {
     mf_node *nd = &c->nodes[i];

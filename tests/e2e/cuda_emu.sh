@@ -11,7 +11,8 @@ EMU="$3"
 small=(--set train.batch_size=1 --set train.micro_batch_size=1 --set train.seq_len=16
   --set train.eval_every=0 --set train.eval_batches=1 --set train.ckpt_every=0 --set train.steps=3)
 cpu() { "$MF" train "$CFG" --set run.dir="$1" --set data.dir="$DATA" "${small[@]}" "${@:2}"; }
-gpu() { "$EMU" train "$CFG" --set run.dir="$1" --set data.dir="$DATA" --set device=cuda "${small[@]}" "${@:2}"; }
+# MF_EMU_HOST_GUARD: host code that touches device memory faults, as on a GPU
+gpu() { MF_EMU_HOST_GUARD=1 "$EMU" train "$CFG" --set run.dir="$1" --set data.dir="$DATA" --set device=cuda "${small[@]}" "${@:2}"; }
 
 # field KEY STEP FILE: the value of KEY in the training row of STEP
 field() { grep "\"step\":$2,\"loss\"" "$3" | grep -oE "\"$1\":[-0-9.eE+]+" | cut -d: -f2; }
@@ -51,7 +52,7 @@ gpu "$TMP/c2g" --resume >"$TMP/out" 2>&1 || bad "CUDA resume of a CPU checkpoint
 same_run "cpu -> cuda resume" "$TMP/cpu" "$TMP/c2g" 3
 
 # what the CUDA kernels cannot take is a configuration error, not an abort in a launcher
-expect_user_error "cuda head size" "head size" "$EMU" train "$CFG" --set run.dir="$TMP/bad" \
+expect_user_error "cuda head size" "head size" env MF_EMU_HOST_GUARD=1 "$EMU" train "$CFG" --set run.dir="$TMP/bad" \
   --set data.dir="$DATA" --set device=cuda --set model.n_head=4
 expect_user_error "cuda bf16" "precision: bf16" "$EMU" train "$CFG" --set run.dir="$TMP/bad" \
   --set data.dir="$DATA" --set device=cuda --set precision=bf16

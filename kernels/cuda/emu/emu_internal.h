@@ -89,6 +89,9 @@ const size_t kSmemDefaultDyn = 48 * 1024;  /* dynamic, without cudaFuncSetAttrib
 const size_t kSmemBuffer = 512 * 1024;     /* layout room incl. red zones */
 
 void init();
+/* MF_EMU_HOST_GUARD: device memory readable and writable between open and close (nests) */
+void device_memory_open();
+void device_memory_close();
 Alloc *find_alloc(uintptr_t a); /* region (data or guards) containing a */
 bool in_image(uintptr_t a);     /* a global/static of a loaded object */
 size_t max_dyn_smem(const void *fn);

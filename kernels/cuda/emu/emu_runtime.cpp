@@ -43,6 +43,11 @@ long g_errors;
 std::string g_last_report, g_exe, g_src_dir;
 uintptr_t g_bump;
 std::vector<Alloc *> g_allocs;
+/* MF_EMU_HOST_GUARD=1: device memory is PROT_NONE whenever the emulator is not inside a
+ * runtime call or a launch, so host code that dereferences a device pointer faults at
+ * once, as it would with a real GPU (where cudaMalloc memory is not host memory). */
+bool g_host_guard;
+int g_open_depth;
 Alloc *g_last_alloc;
 size_t g_live_bytes;
 cudaError_t g_last_error = cudaSuccess;
@@ -127,6 +132,7 @@ Alloc *arena_alloc(size_t size, bool host, const void *pc) {
   al->id = (int)g_allocs.size() + 1;
   g_bump += region;
   memset((void *)al->base, 0xff, size); /* garbage, as on a GPU: NaN as float */
+  if (g_host_guard && !host && g_open_depth == 0) mprotect((void *)al->base, round_up(size, 4096), PROT_NONE);
   if (size <= kShadowMaxBytes && size > 0) {
     al->shadow_bytes = round_up(size * sizeof(Shadow), 4096);
     void *m = mmap(nullptr, al->shadow_bytes, PROT_READ | PROT_WRITE,
@@ -187,12 +193,24 @@ void set_last_error(cudaError_t e) { g_last_error = e; }
   abort();
 }
 
+static void protect_device(int prot) {
+  for (Alloc *al : g_allocs)
+    if (!al->host && !al->freed && al->size) mprotect((void *)al->base, round_up(al->size, 4096), prot);
+}
+void device_memory_open() {
+  if (g_host_guard && g_open_depth++ == 0) protect_device(PROT_READ | PROT_WRITE);
+}
+void device_memory_close() {
+  if (g_host_guard && --g_open_depth == 0) protect_device(PROT_NONE);
+}
+
 void init() {
   if (g_inited) return;
   g_inited = true;
   if (const char *e = getenv("MF_EMU_SEED")) g_seed = strtoull(e, nullptr, 0);
   if (const char *e = getenv("MF_EMU_SYMBOLIZE")) g_symbolize = atoi(e) != 0;
   if (const char *e = getenv("MF_EMU_CHECKS")) g_checks = (unsigned)strtoul(e, nullptr, 0);
+  if (const char *e = getenv("MF_EMU_HOST_GUARD")) g_host_guard = atoi(e) != 0;
 #ifdef MF_SOURCE_DIR
   g_src_dir = std::string(MF_SOURCE_DIR) + "/";
 #endif
@@ -477,7 +495,9 @@ static cudaError_t do_memcpy(void *dst, const void *src, size_t n, cudaMemcpyKin
   }
   if (dd && !check_range("cudaMemcpy (destination)", dst, n, &ad, pc)) return fail(cudaErrorInvalidValue);
   if (sd && !check_range("cudaMemcpy (source)", src, n, &as, pc)) return fail(cudaErrorInvalidValue);
+  device_memory_open();
   memmove(dst, src, n);
+  device_memory_close();
   if (dd) mark_written(ad, (uintptr_t)dst, n);
   return cudaSuccess;
 }
@@ -506,7 +526,9 @@ static cudaError_t do_memset(void *p, int v, size_t n, const void *pc) {
   if (n == 0) return cudaSuccess;
   Alloc *al;
   if (!check_range("cudaMemset", p, n, &al, pc)) return fail(cudaErrorInvalidValue);
+  device_memory_open();
   memset(p, v, n);
+  device_memory_close();
   mark_written(al, (uintptr_t)p, n);
   return cudaSuccess;
 }

@@ -436,6 +436,10 @@ void launch(const char *expr, const void *fn, dim3 grid, dim3 block, size_t smem
   }
   std::string name = base_name(expr);
   note_launch(name);
+  struct Open { /* kernels see device memory; host code between launches does not */
+    Open() { device_memory_open(); }
+    ~Open() { device_memory_close(); }
+  } open_device_memory;
   uint64_t threads = (uint64_t)block.x * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 ||
       block.z > 64 || threads > kMaxThreads || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
