@@ -36,12 +36,12 @@ size_t mf_device_mem_used(void) {
  * the first run that asks for it: a CPU run then never maps cuBLASLt, whose loading alone
  * costs ~200 MB of resident memory. Looked for in $MF_CUDA_PLUGIN, next to the executable,
  * then in the build tree it came from. */
-const mf_backend *mf_device_cuda_backend(char *why, int n) {
-  static const mf_backend *be;
+const mf_backend *mf_device_cuda_backend(int bf16, char *why, int n) {
+  static void *h;
   static char err[512];
-  if (be || err[0]) {
-    if (!be) snprintf(why, (size_t)n, "%s", err);
-    return be;
+  if (h || err[0]) {
+    if (!h) snprintf(why, (size_t)n, "%s", err);
+    return h ? dlsym(h, bf16 ? "mf_backend_cuda_bf16" : "mf_backend_cuda") : NULL;
   }
   char exe_dir[4096] = "", cand[3][4200];
   ssize_t k = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
@@ -54,14 +54,16 @@ const mf_backend *mf_device_cuda_backend(char *why, int n) {
   snprintf(cand[0], sizeof cand[0], "%s", env ? env : "");
   snprintf(cand[1], sizeof cand[1], "%s/libmforge_cuda.so", exe_dir);
   snprintf(cand[2], sizeof cand[2], "%s", MF_CUDA_PLUGIN_PATH);
-  void *h = NULL;
   for (int i = 0; i < 3 && !h; i++) {
     if (!cand[i][0] || access(cand[i], R_OK) != 0) continue;
     h = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
     if (!h) snprintf(err, sizeof err, "cannot load the CUDA backend %s: %s", cand[i], dlerror());
   }
-  if (h) be = dlsym(h, "mf_backend_cuda");
-  if (h && !be) snprintf(err, sizeof err, "the CUDA backend plugin lacks mf_backend_cuda (a stale build?)");
+  const mf_backend *be = h ? dlsym(h, bf16 ? "mf_backend_cuda_bf16" : "mf_backend_cuda") : NULL;
+  if (h && !be) {
+    snprintf(err, sizeof err, "the CUDA backend plugin lacks its tables (a stale build?)");
+    h = NULL;
+  }
   if (!h && !err[0])
     snprintf(err, sizeof err, "the CUDA backend plugin libmforge_cuda.so is not next to the executable (%s) "
              "nor at %s; set MF_CUDA_PLUGIN to its path", exe_dir, MF_CUDA_PLUGIN_PATH);
@@ -70,13 +72,14 @@ const mf_backend *mf_device_cuda_backend(char *why, int n) {
 }
 #elif defined(MF_HAVE_CUDA)
 /* linked in (the emulation build's mforge_emu) */
-const mf_backend *mf_device_cuda_backend(char *why, int n) {
+const mf_backend *mf_device_cuda_backend(int bf16, char *why, int n) {
   (void)why;
   (void)n;
-  return &mf_backend_cuda;
+  return bf16 ? &mf_backend_cuda_bf16 : &mf_backend_cuda;
 }
 #else
-const mf_backend *mf_device_cuda_backend(char *why, int n) {
+const mf_backend *mf_device_cuda_backend(int bf16, char *why, int n) {
+  (void)bf16;
   snprintf(why, (size_t)n, "mforge was built without CUDA");
   return NULL;
 }
@@ -101,15 +104,13 @@ mf_status mf_device_select(const mf_config *cfg, const mf_backend **be, char *de
 #ifdef MF_HAVE_CUDA
   if (want_cuda || (is_auto && gpus > 0 && cuda_shape_ok(cfg) == MF_OK)) {
     MF_TRY(cuda_shape_ok(cfg));
-    if (strcmp(cfg->precision, "fp32") != 0)
-      return MF_ERR(MF_ERR_CONFIG, "precision: %s: this version trains in fp32 on CUDA too (bf16 mixed precision "
-                    "is not in it yet); set precision: fp32", cfg->precision);
-    const mf_backend *cb = mf_device_cuda_backend(why, sizeof why);
+    int bf16 = strcmp(cfg->precision, "bf16") == 0;
+    const mf_backend *cb = mf_device_cuda_backend(bf16, why, sizeof why);
     if (!cb) return MF_ERR(MF_ERR_CONFIG, "device: %s: %s; or set device: cpu", cfg->device, why);
     char name[200] = "GPU 0";
     mf_cuda_device_name(0, name, sizeof name);
     *be = cb;
-    snprintf(desc, (size_t)n, "cuda: %s, fp32", name);
+    snprintf(desc, (size_t)n, "cuda: %s, %s", name, bf16 ? "bf16 (fp32 master weights and AdamW state)" : "fp32");
     return MF_OK;
   }
 #else

@@ -13,8 +13,9 @@ struct mf_backend;
 mf_status mf_device_select(const mf_config *cfg, const struct mf_backend **be, char *desc, int n);
 /* GPUs visible to this process (0 without a CUDA build or driver). */
 int mf_device_gpu_count(char *why, int n);
-/* The CUDA backend table (loaded on first use, see device.c), or NULL with the reason. */
-const struct mf_backend *mf_device_cuda_backend(char *why, int n);
+/* The CUDA backend table, fp32 or (bf16 != 0) bf16 mixed precision (loaded on first use,
+ * see device.c), or NULL with the reason. */
+const struct mf_backend *mf_device_cuda_backend(int bf16, char *why, int n);
 /* Device memory in use (bytes; 0 without CUDA): the benchmarks' peak-memory figure. */
 size_t mf_device_mem_used(void);
 

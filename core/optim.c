@@ -99,7 +99,7 @@ void mf_adamw_step(mf_adamw *o, mf_params *ps, const mf_backend *be, const mf_tr
       if (end > R->hi) end = R->hi;
       if (start < end) {
         size_t so = R->state + (start - R->lo);
-        const float *g = o->grads ? o->grads + so : mf_params_compute_grad(ps) + start;
+        const float *g = o->grads ? o->grads + so : mf_params_compute_grad(ps, start);
         float *m = o->dm ? o->dm : o->m, *v = o->dv ? o->dv : o->v;
         be->adamw_update(mf_params_compute_data(ps) + start, m + so, v + so, g, end - start, lr, tc->beta1, tc->beta2,
                          tc->eps, p->decay ? tc->weight_decay : 0.0f, grad_scale, t);
@@ -107,6 +107,7 @@ void mf_adamw_step(mf_adamw *o, mf_params *ps, const mf_backend *be, const mf_tr
       i = j;
     }
   }
+  mf_params_refresh_copy(ps); /* bf16: the weights the next forward reads */
 }
 
 float mf_lr_at(const mf_train_cfg *tc, int step) {
@@ -119,5 +120,5 @@ float mf_lr_at(const mf_train_cfg *tc, int step) {
 }
 
 double mf_grad_norm(const mf_params *ps, const mf_backend *be) {
-  return sqrt(be->sumsq(mf_params_compute_grad(ps), ps->numel));
+  return sqrt(be->sumsq(mf_params_compute_grad(ps, 0), ps->numel));
 }

@@ -73,35 +73,50 @@ mf_param *mf_params_find(const mf_params *ps, const char *name) {
   return NULL;
 }
 
+static size_t act_size(const mf_params *ps) { return ps->be ? mf_dtype_size(ps->be->act) : sizeof(float); }
+
 void mf_params_zero_grad(mf_params *ps) {
-  if (ps->dev_grad) ps->be->memset0(ps->dev_grad, ps->numel * sizeof(float));
+  if (ps->dev_grad) ps->be->memset0(ps->dev_grad, ps->numel * act_size(ps));
   else memset(ps->grad, 0, ps->numel * sizeof(float));
 }
 
 float *mf_params_compute_data(const mf_params *ps) { return ps->dev_data ? ps->dev_data : ps->data; }
-float *mf_params_compute_grad(const mf_params *ps) { return ps->dev_grad ? ps->dev_grad : ps->grad; }
+float *mf_params_compute_grad(const mf_params *ps, size_t i) {
+  if (!ps->dev_grad) return ps->grad + i;
+  return (float *)((char *)ps->dev_grad + i * act_size(ps)); /* typed float *, stores act */
+}
 
 mf_status mf_params_place(mf_params *ps, const mf_backend *be) {
   if (be->device == MF_CPU || ps->dev_data) return MF_OK;
-  size_t bytes = ps->numel * sizeof(float);
   ps->be = be;
-  ps->dev_data = be->alloc(bytes);
-  ps->dev_grad = be->alloc(bytes);
-  if (!ps->dev_data || !ps->dev_grad)
-    return MF_ERR(MF_ERR_NOMEM, "out of %s memory for %zu parameters and their gradients (%.1f MiB)", be->name,
-                  ps->numel, 2.0 * (double)bytes / (1 << 20));
-  be->memset0(ps->dev_grad, bytes);
+  size_t es = act_size(ps), n = ps->numel;
+  ps->dev_data = be->alloc(n * sizeof(float));
+  ps->dev_grad = be->alloc(n * es);
+  ps->dev_copy = be->act != MF_F32 ? be->alloc(n * es) : NULL;
+  if (!ps->dev_data || !ps->dev_grad || (be->act != MF_F32 && !ps->dev_copy))
+    return MF_ERR(MF_ERR_NOMEM, "out of %s memory for %zu parameters and their gradients (%.1f MiB)", be->name, n,
+                  (double)n * (sizeof(float) + 2 * es) / (1 << 20));
+  be->memset0(ps->dev_grad, n * es);
+  char *w = be->act != MF_F32 ? ps->dev_copy : (char *)ps->dev_data, *g = ps->dev_grad;
   for (int i = 0; i < ps->n; i++) {
-    ps->p[i].t.data = ps->dev_data + ps->p[i].offset;
-    ps->p[i].t.grad = ps->dev_grad + ps->p[i].offset;
-    ps->p[i].t.device = be->device;
+    mf_tensor *t = &ps->p[i].t;
+    t->data = w + ps->p[i].offset * es;
+    t->grad = g + ps->p[i].offset * es;
+    t->device = be->device;
+    t->dtype = be->act;
   }
   mf_params_push(ps);
   return MF_OK;
 }
 
 void mf_params_push(mf_params *ps) {
-  if (ps->dev_data) ps->be->to_device(ps->dev_data, ps->data, ps->numel * sizeof(float));
+  if (!ps->dev_data) return;
+  ps->be->to_device(ps->dev_data, ps->data, ps->numel * sizeof(float));
+  mf_params_refresh_copy(ps);
+}
+
+void mf_params_refresh_copy(mf_params *ps) {
+  if (ps->dev_copy) ps->be->cast_copy(ps->dev_copy, ps->dev_data, ps->numel);
 }
 
 void mf_params_pull(mf_params *ps) {
@@ -139,6 +154,7 @@ void mf_params_free(mf_params *ps) {
   if (ps->be) {
     ps->be->free(ps->dev_data);
     ps->be->free(ps->dev_grad);
+    ps->be->free(ps->dev_copy);
   }
   free(ps->p);
   mf_host_free(ps->data);

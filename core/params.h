@@ -39,7 +39,9 @@ typedef struct mf_params {
   /* placed on a device backend (mf_params_place): the views point into these instead;
    * NULL on the CPU, where data/grad are the compute buffers themselves */
   const struct mf_backend *be;
-  float *dev_data, *dev_grad; /* [numel] each, device memory */
+  float *dev_data;     /* [numel] fp32: the compute copy, or the master when be->act is bf16 */
+  void *dev_copy;      /* [numel] be->act (bf16 only): the weights the kernels read */
+  void *dev_grad;      /* [numel] be->act */
 } mf_params;
 
 /* Registers a parameter (before mf_params_alloc). ckpt_rows = 0 means shape[0]. */
@@ -57,9 +59,12 @@ mf_status mf_params_place(mf_params *ps, const struct mf_backend *be);
 /* host data -> device copy (after loading), device -> host (before saving); no-ops on the CPU */
 void mf_params_push(mf_params *ps);
 void mf_params_pull(mf_params *ps);
-/* the buffers the kernels see: device copies when placed, else the host ones */
+/* bf16 backends: the kernels' weight copy from the fp32 master (after each update) */
+void mf_params_refresh_copy(mf_params *ps);
+/* the buffers the optimizer sees: fp32 (master) weights, and the gradients (in the
+ * backend's act dtype) from flat element i on; device copies when placed, else the host ones */
 float *mf_params_compute_data(const mf_params *ps);
-float *mf_params_compute_grad(const mf_params *ps);
+float *mf_params_compute_grad(const mf_params *ps, size_t i);
 /* Marks parameters whose name matches any glob pattern ("h.*.attn.*", "wte.weight")
  * as frozen; returns how many matched in *count; a pattern matching nothing is an error. */
 mf_status mf_params_freeze(mf_params *ps, char (*patterns)[MF_PARAM_NAME], int n, int *count);

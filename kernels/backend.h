@@ -1,6 +1,12 @@
 /* A device backend: a small table of kernel entry points with the CPU kernels' types.
  * The CUDA backend fills the same table with launchers that add its stream; all pointers
- * passed to the kernel entries are in the backend's memory (alloc), never host memory. */
+ * passed to the kernel entries are in the backend's memory (alloc), never host memory.
+ *
+ * `act` is the storage type of activations, their gradients, the weights the kernels read
+ * and the parameter gradients: MF_F32, or MF_BF16 for the CUDA bf16 table, whose entries
+ * take the same float * arguments but read and write bf16 through them. Always fp32
+ * whatever `act` says: losses and their gradients, saved statistics (layernorm mean/rstd,
+ * attention lse), and the master parameters, m and v that adamw_update updates. */
 #ifndef MF_BACKEND_H
 #define MF_BACKEND_H
 
@@ -17,6 +23,7 @@ extern "C" {
 typedef struct mf_backend {
   const char *name;
   mf_device device;
+  mf_dtype act;
 #define MF_OP(name, fields)                        \
   MF_TYPEOF(name##_forward) *name##_forward;       \
   MF_TYPEOF(name##_backward) *name##_backward;
@@ -33,12 +40,16 @@ typedef struct mf_backend {
    * return when the copy is complete, so to_host also waits for the work queued before it */
   void (*to_device)(void *dst, const void *src, size_t bytes);
   void (*to_host)(void *dst, const void *src, size_t bytes);
+  /* act != MF_F32 only: copy[n] (act) = master[n] (fp32), rounded; the weights the
+   * kernels read after each update */
+  void (*cast_copy)(float *copy, const float *master, size_t n);
 } mf_backend;
 
 extern const mf_backend mf_backend_cpu;
 /* kernels/cuda/backend_cuda.cu: present when built with CUDA (or in the emulation build's
  * test programs); mf_device_select hands it out for `device: cuda|auto` */
 extern const mf_backend mf_backend_cuda;
+extern const mf_backend mf_backend_cuda_bf16; /* precision: bf16 */
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,7 @@ static mf_tensor *like(mf_ctx *c, const mf_tensor *x, int64_t last) {
   int64_t shape[MF_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
   shape[x->ndim - 1] = last;
-  return mf_ctx_tensor(c, MF_F32, x->ndim, shape);
+  return mf_ctx_tensor(c, BE(c)->act, x->ndim, shape);
 }
 
 static mf_node *record(mf_ctx *c, mf_op_id op, mf_tensor *out, mf_tensor *a, mf_tensor *b,
@@ -42,7 +42,7 @@ mf_tensor *mf_encoder(mf_ctx *c, mf_tensor *idx, mf_tensor *wte, mf_tensor *wpe)
   assert(idx->dtype == MF_I32 && idx->ndim == 2);
   int B = (int)idx->shape[0], T = (int)idx->shape[1], C = (int)wte->shape[1];
   assert(wpe->shape[1] == C && T <= wpe->shape[0]);
-  mf_tensor *out = mf_ctx_tensor(c, MF_F32, 3, (int64_t[]){B, T, C});
+  mf_tensor *out = mf_ctx_tensor(c, BE(c)->act, 3, (int64_t[]){B, T, C});
   if (!out) return NULL;
   BE(c)->encoder_forward(out->data, idx->data, wte->data, wpe->data, B, T, C);
   mf_node *nd = record(c, MF_OP_encoder, out, idx, wte, wpe);
@@ -109,7 +109,7 @@ mf_tensor *mf_attention(mf_ctx *c, mf_tensor *qkv, int n_head) {
   assert(qkv->ndim == 3 && qkv->shape[2] % 3 == 0);
   int B = (int)qkv->shape[0], T = (int)qkv->shape[1], C = (int)(qkv->shape[2] / 3);
   assert(C % n_head == 0);
-  mf_tensor *out = mf_ctx_tensor(c, MF_F32, 3, (int64_t[]){B, T, C});
+  mf_tensor *out = mf_ctx_tensor(c, BE(c)->act, 3, (int64_t[]){B, T, C});
   float *lse = mf_ctx_alloc(c, (size_t)B * n_head * T * sizeof(float));
   if (!out || !lse) return NULL;
   BE(c)->attention_forward(out->data, lse, qkv->data, B, T, C, n_head);
@@ -125,7 +125,7 @@ mf_tensor *mf_softmax_xent(mf_ctx *c, mf_tensor *logits, mf_tensor *targets, int
   if (!logits || !targets) return NULL;
   int Vp = (int)logits->shape[logits->ndim - 1], N = (int)rows_of(logits);
   assert(targets->dtype == MF_I32 && mf_numel(targets) == N && V <= Vp);
-  mf_tensor *losses = mf_ctx_tensor(c, MF_F32, 1, (int64_t[]){N});
+  mf_tensor *losses = mf_ctx_tensor(c, MF_F32, 1, (int64_t[]){N}); /* fp32 on every backend */
   if (!losses) return NULL;
   /* the probabilities overwrite the logits: one exp pass, no second N x Vp buffer */
   BE(c)->softmax_xent_forward(losses->data, logits->data, logits->data, targets->data, N, V, Vp);
@@ -144,7 +144,7 @@ mf_tensor *mf_softmax_xent(mf_ctx *c, mf_tensor *logits, mf_tensor *targets, int
 static float *grad_dst(mf_ctx *c, mf_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   if (t->is_param) return t->grad;
-  size_t bytes = (size_t)mf_numel(t) * sizeof(float);
+  size_t bytes = mf_nbytes(t); /* gradients have their tensor's dtype */
   if (!t->grad) return t->grad = mf_ctx_alloc(c, bytes);
   return mf_ctx_alloc(c, bytes);
 }

@@ -10,7 +10,7 @@
 
 int main(void) {
   char why[600] = "";
-  const mf_backend *be = mf_device_cuda_backend(why, sizeof why);
+  const mf_backend *be = mf_device_cuda_backend(0, why, sizeof why);
   CHECK(be != NULL);
   if (!be) {
     fprintf(stderr, "plugin: %s\n", why);
@@ -23,8 +23,10 @@ int main(void) {
 #undef MF_OP
   CHECK(be->accumulate && be->adamw_update && be->sumsq);
   CHECK(be->alloc && be->free && be->memset0 && be->to_device && be->to_host);
-  /* a second call returns the same table without reloading */
-  CHECK(mf_device_cuda_backend(why, sizeof why) == be);
+  /* a second call returns the same table without reloading; the bf16 one is there too */
+  CHECK(mf_device_cuda_backend(0, why, sizeof why) == be);
+  const mf_backend *bf = mf_device_cuda_backend(1, why, sizeof why);
+  CHECK(bf && bf != be && bf->act == MF_BF16 && bf->cast_copy && be->act == MF_F32 && !be->cast_copy);
   char gw[256];
   printf("CUDA plugin loaded; %d GPU(s) visible%s%s\n", mf_device_gpu_count(gw, sizeof gw), gw[0] ? ": " : "", gw);
   return mf_test_report("test_cuda_plugin");

@@ -1,6 +1,7 @@
 """PyTorch side of benchmarks/gpt_train: the same GPT (tests/ref/gpt_torch.py), the same
 initial weights and batches (init.h5 / batches.h5 written by the C side), AdamW, fp32,
-on the CPU or (--device cuda) the GPU.
+on the CPU or (--device cuda) the GPU, where --precision bf16 is autocast with fp32
+master weights, the AdamW is fused and --compile 1 adds torch.compile.
 Prints one JSON line: per-step times, first/last loss, peak RSS."""
 import argparse
 import json
@@ -24,6 +25,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--compile", type=int, default=0)
     a = ap.parse_args()
     dev = torch.device(a.device)
     if a.device == "cuda":  # fp32 as ours: no TF32
@@ -40,12 +43,16 @@ def main():
         load_mforge_params(model, f)
     model.to(dev)
     idx, tgt = idx.to(dev), tgt.to(dev)
-    opt = torch.optim.AdamW(model.optim_groups(0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    kw = {"fused": True} if a.device == "cuda" else {}
+    opt = torch.optim.AdamW(model.optim_groups(0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, **kw)
+    step_model = torch.compile(model) if a.compile else model
+    amp = torch.autocast(device_type=a.device, dtype=torch.bfloat16, enabled=a.precision == "bf16")
     times, losses = [], []
     for s in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        _, loss = model(idx[s % idx.shape[0]], tgt[s % tgt.shape[0]])
+        with amp:
+            _, loss = step_model(idx[s % idx.shape[0]], tgt[s % tgt.shape[0]])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -15,6 +15,7 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) {
 const mf_backend mf_backend_cpu = {
     .name = "cpu",
     .device = MF_CPU,
+    .act = MF_F32,
 #define MF_OP(name, fields) .name##_forward = name##_forward, .name##_backward = name##_backward,
 #include "kernels/ops.def"
 #undef MF_OP

@@ -1,5 +1,7 @@
-// The CUDA backend table (kernels/backend.h): the launchers of kernels/cuda in fp32 behind
-// the CPU kernels' types, all on one stream, plus device memory. The trainer, the tape and
+// The CUDA backend tables (kernels/backend.h): the launchers of kernels/cuda behind the CPU
+// kernels' types, all on one stream, plus device memory. mf_backend_cuda stores everything
+// in fp32; mf_backend_cuda_bf16 keeps activations, gradients and a weight copy in bf16
+// (fp32 master weights, AdamW state, losses and statistics). The trainer, the tape and
 // kernels/ops.c stay unchanged: they pass device pointers where the CPU backend has host
 // ones, and move data with .to_device / .to_host.
 //
@@ -46,109 +48,142 @@ void cu_to_host(void *dst, const void *src, size_t bytes) {
   MF_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
-// ---- the kernels, fp32, with the CPU kernels' signatures ----
+// ---- the kernels, with the CPU kernels' signatures; T = the storage type (float, bf16) ----
+// float * arguments carry T except where kernels/backend.h says fp32 (losses, statistics,
+// master weights, m, v).
 
 using namespace mf_cuda;
+#define S(p) reinterpret_cast<T *>(p)
+#define CS(p) reinterpret_cast<const T *>(p)
 
+template <typename T>
 void cu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B,
-                        int T, int C) {
-  encoder_forward<float>(out, inp, wte, wpe, B, T, C, stream());
+                        int T_, int C) {
+  encoder_forward<T>(S(out), inp, CS(wte), CS(wpe), B, T_, C, stream());
 }
+template <typename T>
 void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B,
-                         int T, int C) {
-  encoder_backward<float>(dwte, dwpe, dout, inp, B, T, C, stream());
+                         int T_, int C) {
+  encoder_backward<T>(S(dwte), S(dwpe), CS(dout), inp, B, T_, C, stream());
 }
+template <typename T>
 void cu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *weight, const float *bias, int N, int C) {
-  layernorm_forward<float>(out, mean, rstd, inp, weight, bias, N, C, stream());
+  layernorm_forward<T>(S(out), mean, rstd, CS(inp), CS(weight), CS(bias), N, C, stream());
 }
+template <typename T>
 void cu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, const float *mean,
                            const float *rstd, int N, int C) {
-  layernorm_backward<float>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream());
+  layernorm_backward<T>(S(dinp), S(dweight), S(dbias), CS(dout), CS(inp), CS(weight), mean, rstd,
+                        N, C, stream());
 }
+template <typename T>
 void cu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                        int C, int OC, int wt) {
 #if defined(MF_CUDA_EMULATION)
-  matmul_simt_forward<float>(out, inp, weight, bias, N, C, OC, wt, stream());
+  matmul_simt_forward<T>(S(out), CS(inp), CS(weight), CS(bias), N, C, OC, wt, stream());
 #else
-  matmul_forward<float>(out, inp, weight, bias, N, C, OC, wt, stream());
+  matmul_forward<T>(S(out), CS(inp), CS(weight), CS(bias), N, C, OC, wt, stream());
 #endif
 }
+template <typename T>
 void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int C, int OC, int wt) {
 #if defined(MF_CUDA_EMULATION)
-  matmul_simt_backward<float>(dinp, dweight, dbias, dout, inp, weight, N, C, OC, wt, stream());
+  matmul_simt_backward<T>(S(dinp), S(dweight), S(dbias), CS(dout), CS(inp), CS(weight), N, C, OC,
+                          wt, stream());
 #else
-  matmul_backward<float>(dinp, dweight, dbias, dout, inp, weight, N, C, OC, wt, stream());
+  matmul_backward<T>(S(dinp), S(dweight), S(dbias), CS(dout), CS(inp), CS(weight), N, C, OC, wt,
+                     stream());
 #endif
 }
-void cu_gelu_forward(float *out, const float *inp, size_t N) {
-  gelu_forward<float>(out, inp, N, stream());
+template <typename T> void cu_gelu_forward(float *out, const float *inp, size_t N) {
+  gelu_forward<T>(S(out), CS(inp), N, stream());
 }
+template <typename T>
 void cu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
-  gelu_backward<float>(dinp, inp, dout, N, stream());
+  gelu_backward<T>(S(dinp), CS(inp), CS(dout), N, stream());
 }
+template <typename T>
 void cu_residual_forward(float *out, const float *a, const float *b, size_t N) {
-  residual_forward<float>(out, a, b, N, stream());
+  residual_forward<T>(S(out), CS(a), CS(b), N, stream());
 }
-void cu_residual_backward(float *da, float *db, const float *dout, size_t N) {
-  residual_backward<float>(da, db, dout, N, stream());
+template <typename T> void cu_residual_backward(float *da, float *db, const float *dout, size_t N) {
+  residual_backward<T>(S(da), S(db), CS(dout), N, stream());
 }
-void cu_accumulate(float *acc, const float *x, size_t N) { accumulate<float>(acc, x, N, stream()); }
-void cu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
-  attention_forward<float>(out, lse, qkv, B, T, C, NH, stream());
+template <typename T> void cu_accumulate(float *acc, const float *x, size_t N) {
+  accumulate<T>(S(acc), CS(x), N, stream());
 }
+template <typename T>
+void cu_attention_forward(float *out, float *lse, const float *qkv, int B, int T_, int C, int NH) {
+  attention_forward<T>(S(out), lse, CS(qkv), B, T_, C, NH, stream());
+}
+template <typename T>
 void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                           const float *lse, int B, int T, int C, int NH) {
-  attention_backward<float>(dqkv, dout, qkv, out, lse, B, T, C, NH, stream());
+                           const float *lse, int B, int T_, int C, int NH) {
+  attention_backward<T>(S(dqkv), CS(dout), CS(qkv), CS(out), lse, B, T_, C, NH, stream());
 }
+template <typename T>
 void cu_softmax_xent_forward(float *losses, float *probs, const float *logits,
                              const int32_t *targets, int N, int V, int Vp) {
-  softmax_xent_forward<float>(losses, probs, logits, targets, N, V, Vp, stream());
+  softmax_xent_forward<T>(losses, S(probs), CS(logits), targets, N, V, Vp, stream());
 }
+template <typename T>
 void cu_softmax_xent_backward(float *dlogits, const float *dlosses, const float *probs,
                               const int32_t *targets, int N, int V, int Vp) {
-  softmax_xent_backward<float>(dlogits, dlosses, probs, targets, N, V, Vp, stream());
+  softmax_xent_backward<T>(S(dlogits), dlosses, CS(probs), targets, N, V, Vp, stream());
 }
+// params, m, v: fp32 master and state; grads: T. The T copy of params is refreshed by
+// cu_cast_copy after the whole update (one pass, whatever the ranges were).
+template <typename T>
 void cu_adamw_update(float *params, float *m, float *v, const float *grads, size_t n, float lr,
                      float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                      int t) {
-  adamw_update<float>(params, m, v, nullptr, grads, n, lr, beta1, beta2, eps, weight_decay,
-                      grad_scale, t, stream());
+  adamw_update<T>(params, m, v, nullptr, CS(grads), n, lr, beta1, beta2, eps, weight_decay,
+                  grad_scale, t, stream());
+}
+void cu_cast_copy(float *copy, const float *master, size_t n) {
+  cast(reinterpret_cast<bf16 *>(copy), master, n, stream());
 }
 // the host needs the value (clipping, logging): one double comes back, the stream drains
-double cu_sumsq(const float *x, size_t n) {
+template <typename T> double cu_sumsq(const float *x, size_t n) {
   static double *d_out;
   if (!d_out) MF_CUDA_CHECK(cudaMalloc(&d_out, sizeof *d_out));
   double h = 0;
-  sumsq<float>(d_out, x, n, stream());
+  sumsq<T>(d_out, CS(x), n, stream());
   cu_to_host(&h, d_out, sizeof h);
   return h;
 }
+#undef S
+#undef CS
 
-mf_backend make_backend() {
+template <typename T> mf_backend make_backend() {
+  const bool half = sizeof(T) == 2;
   mf_backend b = {};
-  b.name = "cuda";
+  b.name = half ? "cuda-bf16" : "cuda";
   b.device = MF_CUDA;
-#define MF_OP(name, fields)                  \
-  b.name##_forward = cu_##name##_forward;    \
-  b.name##_backward = cu_##name##_backward;
+  b.act = half ? MF_BF16 : MF_F32;
+#define MF_OP(name, fields)                     \
+  b.name##_forward = cu_##name##_forward<T>;    \
+  b.name##_backward = cu_##name##_backward<T>;
 #include "kernels/ops.def"
 #undef MF_OP
-  b.accumulate = cu_accumulate;
-  b.adamw_update = cu_adamw_update;
-  b.sumsq = cu_sumsq;
+  b.accumulate = cu_accumulate<T>;
+  b.adamw_update = cu_adamw_update<T>;
+  b.sumsq = cu_sumsq<T>;
   b.attention_kv_forward = nullptr;  // generation and serving run on the CPU backend
   b.alloc = cu_alloc;
   b.free = cu_free;
   b.memset0 = cu_memset0;
   b.to_device = cu_to_device;
   b.to_host = cu_to_host;
+  b.cast_copy = half ? cu_cast_copy : nullptr;
   return b;
 }
 
 }  // namespace
 
 // filled before main (no kernel runs then); C linkage, declared in kernels/backend.h
-extern "C" const mf_backend mf_backend_cuda = make_backend();
+extern "C" const mf_backend mf_backend_cuda = make_backend<float>();
+extern "C" const mf_backend mf_backend_cuda_bf16 = make_backend<bf16>();

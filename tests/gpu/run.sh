@@ -91,10 +91,12 @@ if [ "$BIN" = "$BUILD/tests/test_gpu_ops" ]; then
     say "trainer on the GPU vs the CPU (tests/e2e/cuda_emu.sh)"
     bash tests/e2e/cuda_emu.sh "$BUILD/mforge" "$BUILD/testdata" "$BUILD/mforge" 2>&1 | tee "$LOG/train_gpu.log"
     [ "${PIPESTATUS[0]}" = 0 ] || RC=1
-    # ---- 4. benchmark: GPT-2 124M, T 1024, ours (fp32) vs PyTorch on this GPU; never fails the script
-    say "benchmark: gpt_train --device cuda"
-    timeout 240 "$BUILD/benchmarks/gpt_train" --device cuda --shapes 124m --T 1024 --B 8 --rounds 2 \
-      --steps 10 --warmup 3 2>&1 | tee "$LOG/bench.txt" || say "benchmark did not finish"
+    # ---- 4. benchmark: GPT-2 124M, T 1024, ours vs PyTorch on this GPU; never fails the script
+    say "benchmark: gpt_train --device cuda (bf16, then fp32)"
+    timeout 200 "$BUILD/benchmarks/gpt_train" --device cuda --precision bf16 --shapes 124m --T 1024 --B 16 \
+      --rounds 2 --steps 10 --warmup 3 2>&1 | tee "$LOG/bench.txt" || say "bf16 benchmark did not finish"
+    timeout 100 "$BUILD/benchmarks/gpt_train" --device cuda --shapes 124m --T 1024 --B 8 --rounds 1 \
+      --steps 10 --warmup 3 2>&1 | tee -a "$LOG/bench.txt" || say "fp32 benchmark did not finish"
   else
     say "skipped: trainer on the GPU (mforge or the moby-dick data could not be built here; see $LOG)"
   fi
