@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh --tests
-export MF_REQUIRE_TORCH="${MF_REQUIRE_TORCH:-1}"
+export MF_REQUIRE_TORCH="${MF_REQUIRE_TORCH:-1}" MF_REQUIRE_NODE="${MF_REQUIRE_NODE:-1}"
 cd build
 ctest --output-on-failure -j "$(nproc)" "$@"

@@ -2,7 +2,7 @@
 set(MF_TESTDATA ${CMAKE_BINARY_DIR}/testdata)
 add_test(NAME e2e_fixture COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/fixture.sh $<TARGET_FILE:mforge> ${MF_TESTDATA})
 set_tests_properties(e2e_fixture PROPERTIES FIXTURES_SETUP e2e_data TIMEOUT 300)
-foreach(t cli_errors resume learn)
+foreach(t cli cli_errors resume learn)
   add_test(NAME e2e_${t} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/${t}.sh $<TARGET_FILE:mforge> ${MF_TESTDATA})
   set_tests_properties(e2e_${t} PROPERTIES FIXTURES_REQUIRED e2e_data TIMEOUT 600)
 endforeach()
