@@ -10,7 +10,7 @@
  * every request generates exactly that many) until N requests are done. Reported per
  * level: requests/s, generated tokens/s, latency p50/p95/p99, time to first token
  * p50/p95/p99, errors. Levels run in alternation for --rounds rounds (the machine is
- * shared: a level's figure is its median round). Then, with --leak N, N more requests
+ * shared: a level's figure is its median round). Then, with --leak N (default 10000; 0: none), N more requests
  * (short ones, at concurrency 32) while the server's RSS is sampled: it must stay flat. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -269,7 +269,7 @@ static int parse_list(const char *s, int *v, int max) {
 
 int main(int argc, char **argv) {
   const char *shapes = "tiny,124m", *mforge = NULL;
-  int conc[8] = {1, 8, 32, 64}, nconc = 4, requests = 0, rounds = 2, leak = 0, threads = 2;
+  int conc[8] = {1, 8, 32, 64}, nconc = 4, requests = 0, rounds = 2, leak = 10000, threads = 2;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
     if (strcmp(a, "--shapes") == 0) shapes = v, i++;
