@@ -72,6 +72,9 @@ static const key_def parallel_keys[] = {
     KEY(parallel, tp, T_INT, "1", "tensor-parallel degree (data parallel = world / tp)"),
     KEY(parallel, bucket_mb, T_FLOAT, "25", "gradient all-reduce bucket size in MiB"),
     KEY(parallel, zero, T_INT, "0", "1: shard optimizer state across data-parallel ranks (ZeRO-1)"),
+    {"device_comm", T_ENUM, FIELD(parallel.device_comm), "auto",
+     "device runs with several ranks: how gradients travel: auto (nccl where built with it, else host), nccl, "
+     "host (staged through host memory over MPI)", "auto|nccl|host"},
 };
 static const key_def sample_keys[] = {
     KEY(sample, prompt, T_STR, "The", "prompt for the sample printed after training"),

@@ -50,6 +50,7 @@ typedef struct mf_parallel_cfg {
   int tp;
   float bucket_mb;
   int zero;
+  char device_comm[16]; /* auto|nccl|host */
 } mf_parallel_cfg;
 
 typedef struct mf_sample_cfg {

@@ -23,6 +23,17 @@ int mf_device_gpu_count(char *why, int n) {
 #endif
 }
 
+mf_status mf_device_bind(int local_rank, int *dev) {
+  char why[256] = "";
+  int n = mf_device_gpu_count(why, sizeof why);
+  if (n <= 0) return MF_ERR(MF_ERR_CONFIG, "no GPU to bind this rank to (%s); set device: cpu", why);
+  *dev = local_rank % n;
+#ifdef MF_HAVE_CUDA
+  if (mf_cuda_set_device(*dev, why, sizeof why) != 0) return MF_ERR(MF_ERR_BACKEND, "%s", why);
+#endif
+  return MF_OK;
+}
+
 size_t mf_device_mem_used(void) {
 #ifdef MF_HAVE_CUDA
   return mf_cuda_mem_used();

@@ -16,6 +16,9 @@ int mf_device_gpu_count(char *why, int n);
 /* The CUDA backend table, fp32 or (bf16 != 0) bf16 mixed precision (loaded on first use,
  * see device.c), or NULL with the reason. */
 const struct mf_backend *mf_device_cuda_backend(int bf16, char *why, int n);
+/* Several ranks on a node: this rank's GPU is local_rank modulo the visible GPUs, made
+ * current before the backend creates its stream or memory (*dev set to it). */
+mf_status mf_device_bind(int local_rank, int *dev);
 /* Device memory in use (bytes; 0 without CUDA): the benchmarks' peak-memory figure. */
 size_t mf_device_mem_used(void);
 

@@ -43,6 +43,9 @@ typedef struct mf_backend {
   /* act != MF_F32 only: copy[n] (act) = master[n] (fp32), rounded; the weights the
    * kernels read after each update */
   void (*cast_copy)(float *copy, const float *master, size_t n);
+  /* the queue every kernel of this backend runs on (a cudaStream_t), for device
+   * communicators that must order their work after it (NCCL); NULL on the CPU */
+  void *(*stream)(void);
 } mf_backend;
 
 extern const mf_backend mf_backend_cpu;

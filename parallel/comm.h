@@ -67,6 +67,13 @@ double mf_comm_timeout(void);
 /* A single-rank communicator (always available). */
 mf_status mf_comm_single(mf_comm **out);
 
+struct mf_backend;
+/* A device communicator without a device library (parallel/comm_staged.c): each operation
+ * copies its device buffers through host memory and runs on `host` (MPI or single), the
+ * result copied back when a test or wait sees it complete. For device runs without NCCL
+ * and for the emulation build. Does not own `host`. */
+mf_status mf_comm_staged_create(mf_comm *host, const struct mf_backend *be, mf_comm **out);
+
 #ifdef MF_HAVE_NCCL
 /* An NCCL communicator over the ranks of `boot` (an MPI or single communicator): rank 0
  * makes the unique id and broadcasts it over `boot`. device < 0 picks the local rank's GPU
@@ -78,7 +85,7 @@ mf_status mf_comm_nccl_create(mf_comm *boot, int device, void *stream, mf_comm *
 /* ---- queries ---- */
 int mf_comm_rank(const mf_comm *c);
 int mf_comm_size(const mf_comm *c);
-const char *mf_comm_kind(const mf_comm *c);  /* "single", "mpi", "nccl" */
+const char *mf_comm_kind(const mf_comm *c);  /* "single", "mpi", "nccl", "staged" */
 int mf_comm_on_device(const mf_comm *c);     /* 1: buffers are device pointers */
 
 /* ---- collectives (blocking: the result is there on return) ---- */

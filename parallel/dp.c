@@ -209,7 +209,7 @@ void mf_dp_free(mf_dp *d) {
 
 static mf_status launch(mf_dp *d, int k) {
   bucket *b = &d->b[k];
-  float *g = d->ps->grad + b->lo;
+  float *g = mf_params_compute_grad(d->ps, b->lo);
   size_t len = b->hi - b->lo;
   if (!d->zero) return mf_comm_iallreduce(d->comm, g, d->recv + b->lo, len, MF_C_F32, MF_RED_SUM, &b->req);
   const float *send = g;
@@ -224,7 +224,7 @@ static mf_status launch(mf_dp *d, int k) {
 /* a reduced bucket back into the grads buffer (plain; ZeRO's pieces stay in the shard) */
 static void complete(mf_dp *d, int k) {
   const bucket *b = &d->b[k];
-  if (!d->zero) dev_copy(d, d->ps->grad + b->lo, d->recv + b->lo, b->hi - b->lo);
+  if (!d->zero) dev_copy(d, mf_params_compute_grad(d->ps, b->lo), d->recv + b->lo, b->hi - b->lo);
 }
 
 /* MPI moves non-blocking collectives only inside MPI calls: one test of the oldest
@@ -319,7 +319,7 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
 
 mf_status mf_dp_gather_params(mf_dp *d) {
   if (!d->zero) return MF_OK;
-  float *p = d->ps->data;
+  float *p = mf_params_compute_data(d->ps);
   for (int k = 0; k < d->nb; k++) {
     bucket *b = &d->b[k];
     size_t mine = b->lo + (size_t)d->rank * b->P;
@@ -345,7 +345,7 @@ double mf_dp_grad_sumsq(const mf_dp *d, const double *w) {
     size_t a = ps->p[i].offset, e = a + (size_t)mf_numel(&ps->p[i].t);
     double wi = w ? w[i] : 1.0;
     if (!d->zero) {
-      s += wi * d->be->sumsq(ps->grad + a, e - a);
+      s += wi * d->be->sumsq(mf_params_compute_grad(ps, a), e - a);
       continue;
     }
     for (int k = 0; k < d->nranges; k++) {

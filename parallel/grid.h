@@ -23,6 +23,13 @@ mf_status mf_par_init(mf_par *p, mf_comm *world, int tp);
  * and tensor-parallel activations move between device buffers; dp_host and tp_host stay. */
 mf_status mf_par_use_nccl(mf_par *p, int device, void *stream);
 #endif
+/* Device runs without NCCL: dp and tp become staged communicators over the host groups
+ * (device buffers copied through host memory; mf_comm_staged_create). */
+struct mf_backend;
+mf_status mf_par_use_staged(mf_par *p, const struct mf_backend *be);
+/* A device run's groups by parallel.device_comm: "nccl" (an error naming the key without
+ * NCCL), "host" (staged), "auto" (NCCL where built with it, else staged). dev: this rank's GPU. */
+mf_status mf_par_use_device(mf_par *p, const char *how, int dev, const struct mf_backend *be);
 void mf_par_free(mf_par *p);
 
 #endif

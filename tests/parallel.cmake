@@ -36,6 +36,13 @@ if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
              ${MF_TESTDATA} "${MF_MPIRUN_STR}" $<TARGET_FILE:ckpt_compare> $<TARGET_FILE:test_fault_train>)
     set_tests_properties(par_${t} PROPERTIES FIXTURES_REQUIRED e2e_data PROCESSORS 2 TIMEOUT 600)
   endforeach()
+  # data parallelism on the CUDA backend, on the emulator (the staged device communicator)
+  if(TARGET mforge_emu)
+    add_test(NAME par_cuda_emu COMMAND bash ${CMAKE_SOURCE_DIR}/tests/parallel/cuda_emu.sh $<TARGET_FILE:mforge>
+             ${MF_TESTDATA} "${MF_MPIRUN_STR}" $<TARGET_FILE:ckpt_compare> $<TARGET_FILE:test_fault_train>
+             $<TARGET_FILE:mforge_emu>)
+    set_tests_properties(par_cuda_emu PROPERTIES FIXTURES_REQUIRED e2e_data PROCESSORS 2 LABELS cuda_emu TIMEOUT 900)
+  endif()
 else()
   message(STATUS "mforge: no mpiexec: multi-rank tests are not registered")
 endif()

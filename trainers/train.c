@@ -322,6 +322,23 @@ static mf_status setup_config(run *r) {
   return MF_OK;
 }
 
+/* A device run on several ranks: each rank takes its node-local GPU, and the gradients
+ * travel between device buffers over NCCL, or staged through host memory over MPI
+ * (parallel.device_comm). The tensor-parallel ops move host buffers, so tp stays 1 here. */
+static mf_status device_comms(run *r) {
+  const mf_config *cfg = r->cfg;
+  if (r->par.tp_size > 1)
+    return MF_ERR(MF_ERR_CONFIG, "parallel.tp %d with device: %s is not supported in this version (tensor-parallel "
+                  "ops run on host buffers): set parallel.tp: 1 for data parallelism, or device: cpu",
+                  r->par.tp_size, r->be->name);
+  if (r->be->act != MF_F32)
+    return MF_ERR(MF_ERR_CONFIG, "precision: %s with several ranks is not supported in this version (gradients are "
+                  "reduced in fp32): set precision: fp32, or run one rank", cfg->precision);
+  int dev = 0;
+  MF_TRY(mf_device_bind(mf_comm_local_rank(), &dev));
+  return mf_par_use_device(&r->par, cfg->parallel.device_comm, dev, r->be);
+}
+
 static mf_status setup(run *r) {
   mf_config *cfg = r->cfg;
   mf_status st = MF_OK;
@@ -331,6 +348,7 @@ static mf_status setup(run *r) {
   }
   MF_TRY(agree(r, st, "creating run.dir"));
   MF_TRY(load_data(r));
+  if (r->be->device != MF_CPU && r->par.size > 1) MF_TRY(agree(r, device_comms(r), "device communicators"));
   st = mf_gpt_create_tp(&r->g, &cfg->model, r->par.tp);
   if (st == MF_OK) st = mf_gpt_init_params(r->g, (uint64_t)cfg->run.seed);
   if (st == MF_OK) st = mf_dist_init(&r->dist, &r->par, r->g, &cfg->parallel, r->be, &r->opt);
@@ -358,9 +376,6 @@ static mf_status setup(run *r) {
   int frozen = 0;
   MF_TRY(mf_params_freeze(&r->g->params, cfg->freeze, cfg->n_freeze, &frozen));
   if (r->be->device != MF_CPU) {
-    if (r->par.size > 1 || r->dist.dp)
-      return MF_ERR(MF_ERR_CONFIG, "device: %s trains in one process without ZeRO in this version; run without "
-                    "mpirun and parallel.zero: 0, or set device: cpu for multi-rank training", r->be->name);
     MF_TRY(mf_params_place(&r->g->params, r->be));
     MF_TRY(mf_adamw_place(&r->opt, r->be));
   }
@@ -408,11 +423,12 @@ static mf_status setup(run *r) {
          cfg->model.n_head, cfg->model.n_embd, cfg->model.block_size, total / 1e6, (double)np / 1e6,
          frozen ? ", some frozen" : "", desc);
   if (r->par.size > 1 || cfg->parallel.zero) {
-    printf("parallel: %d ranks (%s) = data parallel %d x tensor parallel %d; %s%d gradient bucket%s; ZeRO-1 %s\n",
+    printf("parallel: %d ranks (%s) = data parallel %d x tensor parallel %d; %s%d gradient bucket%s; ZeRO-1 %s; "
+           "gradients over %s\n",
            r->par.size, mf_comm_kind(r->world), r->par.dp_size, r->par.tp_size,
            cfg->parallel.bucket_mb > 0 ? "overlapped, " : "after backward, ",
            r->dist.dp ? mf_dp_buckets(r->dist.dp) : 0, r->dist.dp && mf_dp_buckets(r->dist.dp) == 1 ? "" : "s",
-           r->dist.dp && mf_dp_zero(r->dist.dp) ? "on" : "off");
+           r->dist.dp && mf_dp_zero(r->dist.dp) ? "on" : "off", mf_comm_kind(r->par.dp));
   }
   printf("optimizer state: %.3f MiB per rank (AdamW m, v%s)\n", opt_mib,
          r->dist.dp && mf_dp_zero(r->dist.dp) ? "; ZeRO-1 shard" : "");
@@ -519,15 +535,14 @@ mf_status mf_gpt_train_step_dist(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_b
   double loss = 0, denom = (double)B * T * accum * par->dp_size;
   float seed = 1.0f / ((float)B * T * accum * par->dp_size); /* d(mean loss over the global batch) */
   for (int k = 0; k < accum; k++) {
-    mf_tensor idx = mf_view(inputs[k], MF_I32, 2, (int64_t[]){B, T});
-    mf_tensor tgt = mf_view(targets[k], MF_I32, 2, (int64_t[]){B, T});
     mf_ctx_reset(c);
+    mf_tensor idx, tgt;
+    MF_TRY(batch_tensors(c, inputs[k], targets[k], B, T, &idx, &tgt));
     mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
     if (!losses) return mf_ctx_status(c);
     if (k == 0 && g_hook) MF_TRY(g_hook(par->rank, step));
-    const float *lv = losses->data;
     double s = 0;
-    for (int i = 0; i < B * T; i++) s += lv[i];
+    MF_TRY(loss_sum(c, losses, B * T, &s));
     loss += s / denom;
     /* the last micro-batch completes the gradients: reduce buckets as they become final */
     if (k == accum - 1 && d->dp) MF_TRY(mf_dp_arm(d->dp, c));

@@ -23,6 +23,8 @@ cudaStream_t stream() {
   return s;
 }
 
+void *cu_stream() { return (void *)stream(); }
+
 void *cu_alloc(size_t bytes) {
   void *p = nullptr;
   if (cudaMalloc(&p, bytes ? bytes : 256) != cudaSuccess) {
@@ -179,6 +181,7 @@ template <typename T> mf_backend make_backend() {
   b.to_device = cu_to_device;
   b.to_host = cu_to_host;
   b.cast_copy = half ? cu_cast_copy : nullptr;
+  b.stream = cu_stream;
   return b;
 }
 

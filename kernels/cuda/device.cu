@@ -25,6 +25,14 @@ extern "C" int mf_cuda_device_name(int dev, char *name, int len) {
   return 0;
 }
 
+extern "C" int mf_cuda_set_device(int dev, char *why, int why_len) {
+  cudaError_t e = cudaSetDevice(dev);
+  if (e == cudaSuccess) return 0;
+  if (why) snprintf(why, (size_t)why_len, "cudaSetDevice(%d): %s", dev, cudaGetErrorString(e));
+  (void)cudaGetLastError();
+  return -1;
+}
+
 extern "C" size_t mf_cuda_mem_used(void) {
   size_t free_b = 0, total = 0;
   if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {

@@ -8,7 +8,9 @@
 #      twin on fresh random inputs; prints one table (op, dtype, shape, max normalised error,
 #      bound, pass/fail) and "test_gpu_ops: N checks, M failed".
 #   3. the trainer with device: cuda against the CPU backend (tests/e2e/cuda_emu.sh), when the
-#      full CMake build works here; 4. benchmarks/gpt_train --device cuda vs PyTorch.
+#      full CMake build works here; 3b. data parallel on the GPU, 2 ranks vs 1 process
+#      (tests/parallel/cuda_emu.sh: NCCL with 2+ GPUs, staged on one); 3c. the NCCL
+#      communicator vs the host one (tests/gpu/nccl.sh); 4. benchmarks/gpt_train --device cuda vs PyTorch.
 # Usage: tests/gpu/run.sh [build-dir]   (logs also under $OUT when the device tool sets it)
 # Exit status: 0 when every check passed (or none could run: no GPU), 1 otherwise.
 set -uo pipefail
@@ -86,10 +88,28 @@ say "test_gpu_ops exit status $RC"
 # tests/e2e/cuda_emu.sh with the real mforge on both sides: `device: cuda` (fp32) trains the
 # tiny model to the CPU's losses and gradient norms (rel 1e-5), checkpoints move CPU <-> GPU.
 if [ "$BIN" = "$BUILD/tests/test_gpu_ops" ]; then
-  if cmake --build "$BUILD" -j "$JOBS" --target mforge gpt_train >>"$LOG/build.log" 2>&1 &&
+  if cmake --build "$BUILD" -j "$JOBS" --target mforge gpt_train ckpt_compare >>"$LOG/build.log" 2>&1 &&
      "$BUILD/mforge" data prepare moby-dick --out "$BUILD/testdata" >"$LOG/data.log" 2>&1; then
     say "trainer on the GPU vs the CPU (tests/e2e/cuda_emu.sh)"
     bash tests/e2e/cuda_emu.sh "$BUILD/mforge" "$BUILD/testdata" "$BUILD/mforge" 2>&1 | tee "$LOG/train_gpu.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || RC=1
+    # ---- 3b. data parallel on the GPU: 2 ranks vs 1 process, plain and ZeRO-1, the emulation
+    # build's checks (tests/parallel/cuda_emu.sh) with the real mforge; NCCL with 2+ GPUs,
+    # the staged communicator on one (NCCL refuses two ranks on one device)
+    NG=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    if command -v mpirun >/dev/null 2>&1; then
+      DC=host
+      [ "${NG:-0}" -ge 2 ] && DC=nccl
+      say "data parallel on the GPU, device_comm $DC (tests/parallel/cuda_emu.sh)"
+      DEVICE_COMM=$DC bash tests/parallel/cuda_emu.sh "$BUILD/mforge" "$BUILD/testdata" \
+        "mpirun --allow-run-as-root --oversubscribe" "$BUILD/tests/ckpt_compare" none "$BUILD/mforge" 2>&1 |
+        tee "$LOG/dp_gpu.log"
+      [ "${PIPESTATUS[0]}" = 0 ] || RC=1
+    else
+      say "skipped: data parallel on the GPU (no mpirun here)"
+    fi
+    # ---- 3c. the NCCL communicator against the host one (every collective)
+    bash tests/gpu/nccl.sh "$BUILD" 2>&1 | tee "$LOG/nccl.log"
     [ "${PIPESTATUS[0]}" = 0 ] || RC=1
     # ---- 4. benchmark: GPT-2 124M, T 1024, ours vs PyTorch on this GPU; never fails the script
     say "benchmark: gpt_train --device cuda (bf16, then fp32)"

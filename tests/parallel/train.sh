@@ -48,4 +48,16 @@ same_params ref c --optim
 run d 4 $B parallel.tp=2
 same_losses ref d 1 20
 same_params ref d
+# ... np=1 -> np=2 tp=2, and np=2 tp=2 -> np=2 tp=1 (dp=2): every direction between the layouts
+run e 1 $B train.stop_after=10
+run e 2 $B parallel.tp=2 --resume
+same_losses ref e 1 20
+same_params ref e --optim
+run f 2 $B parallel.tp=2 $B train.stop_after=10
+run f 2 --resume
+same_losses ref f 1 20
+same_params ref f --optim
+for k in step tokens_seen data_epoch data_cursor; do
+  [ "$(state_attr ref $k)" = "$(state_attr f $k)" ] && ok || bad "f: /state/$k: $(state_attr ref $k) vs $(state_attr f $k)"
+done
 report par_train
