@@ -376,6 +376,13 @@ static void test_export(const char *ckpt) {
   CHECKF(run(cmd, out, sizeof out) == 0, "export bf16: %s", out);
   snprintf(cmd, sizeof cmd, "%s export %s -o %s/x.h5 --dtype fp8 2>&1", MF, ckpt, dir);
   CHECK(run(cmd, out, sizeof out) == 2);
+  /* the training checkpoint has optimizer state and the export has none, but its params */
+  snprintf(cmd, sizeof cmd, "h5ls -r %s 2>&1 | grep -c '^/optim/'", ckpt);
+  run(cmd, out, sizeof out);
+  CHECKF(atoi(out) > 0, "h5ls finds no /optim in the training checkpoint (is hdf5-tools installed?): %s", out);
+  snprintf(cmd, sizeof cmd, "h5ls -r %s/models/tiny.h5 2>&1 | grep -c '^/params/'", dir);
+  run(cmd, out, sizeof out);
+  CHECKF(atoi(out) > 0, "h5ls finds no /params in the export: %s", out);
   snprintf(cmd, sizeof cmd, "h5ls -r %s/models/tiny.h5 2>&1 | grep -c optim", dir);
   run(cmd, out, sizeof out);
   CHECKF(atoi(out) == 0, "the export still holds optimizer state");
@@ -875,6 +882,19 @@ static void test_timeouts(void) {
   CHECKF(dt > 0.8 && dt < 5, "408 after %.2f s", dt);
   resp_free(&r);
   free(b.p);
+  close(fd);
+  /* the whole head, then 10 of the 100 body bytes it announces, then nothing: 408 after
+   * --request-timeout (2 s), not the header timeout, and the connection is closed */
+  fd = dial(PORT);
+  const char *part = "POST /v1/tokenize HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"model\":";
+  t0 = now_s();
+  rbuf b2 = {0};
+  CHECK(send_all(fd, part, strlen(part)) == 0 && read_resp(fd, &b2, &r) && r.status == 408);
+  dt = now_s() - t0;
+  CHECKF(dt > 1.8 && dt < 6, "stalled body: 408 after %.2f s (want ~2 s, --request-timeout)", dt);
+  CHECKF(r.body && strstr(r.body, "request body"), "stalled body: 408 message: %s", r.body ? r.body : "(none)");
+  resp_free(&r);
+  free(b2.p);
   close(fd);
   /* an idle keep-alive connection is closed after --idle-timeout (2 s) */
   fd = dial(PORT);
