@@ -26,6 +26,8 @@ typedef struct key_def {
 static const key_def root_keys[] = {
     {"device", T_ENUM, FIELD(device), "auto", "where to run: auto (CUDA when a GPU is present), cpu, cuda", "auto|cpu|cuda"},
     {"precision", T_ENUM, FIELD(precision), "fp32", "fp32, or bf16 (CUDA only) with fp32 master weights", "fp32|bf16"},
+    {"recompute", T_INT, FIELD(recompute), "0", "activation recomputation in backward: 0 none, 1 GELU outputs, "
+     "2 GELU and layernorm outputs (less memory, the same gradients)", NULL},
     {"resume", T_STR, FIELD(resume), "", "'' (start fresh), auto (latest checkpoint in run.dir if any), or a checkpoint path", NULL},
     {"init_from", T_STR, FIELD(init_from), "", "fine-tuning: start from this checkpoint's parameters", NULL},
     {"freeze", T_LIST, FIELD(freeze), "[]", "fine-tuning: parameter name globs to keep fixed, e.g. [wte.weight, 'h.0.*']", NULL},
@@ -444,6 +446,7 @@ mf_status mf_config_validate(const mf_config *c, int dp) {
   REQUIRE(c->run.log_every >= 1, "run.log_every must be >= 1");
   REQUIRE(c->run.dir[0], "run.dir must be set");
   REQUIRE(c->parallel.tp >= 1, "parallel.tp must be >= 1");
+  REQUIRE(c->recompute >= 0 && c->recompute <= 2, "recompute must be 0, 1 or 2");
   REQUIRE(c->parallel.zero == 0 || c->parallel.zero == 1, "parallel.zero must be 0 or 1");
   REQUIRE(c->sample.max_tokens >= 0 && c->sample.temperature >= 0 && c->sample.top_k >= 0 &&
               c->sample.top_p > 0 && c->sample.top_p <= 1,

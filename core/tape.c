@@ -18,6 +18,12 @@ struct mf_ctx {
   mf_status st;
   mf_backward_hook hook;
   void *hook_user;
+  int recompute;
+  struct remat_buf {
+    void *data;   /* this step's shared buffer of the kind (NULL until its first use) */
+    size_t bytes;
+    int occupant; /* tape index of the node whose output it holds now (-1: none) */
+  } remat[MF_REMAT_KINDS];
 };
 
 mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
@@ -51,6 +57,7 @@ int mf_ctx_arena_grows(const mf_ctx *c) { return mf_arena_grows(c->arena); }
 int mf_ctx_nodes(const mf_ctx *c) { return c->n; }
 
 void mf_ctx_reset(mf_ctx *c) {
+  memset(c->remat, 0, sizeof c->remat);
   c->n = 0;
   c->st = MF_OK;
   mf_arena_reset(c->arena);
@@ -86,6 +93,61 @@ mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape)
   t->device = c->be->device;
   t->data = mf_ctx_alloc(c, mf_nbytes(t));
   return t->data ? t : NULL;
+}
+
+void mf_ctx_set_recompute(mf_ctx *c, int level) { c->recompute = level; }
+int mf_ctx_recompute(const mf_ctx *c) { return c->recompute; }
+
+mf_tensor *mf_ctx_remat_tensor(mf_ctx *c, int kind, mf_dtype dt, int ndim, const int64_t *shape) {
+  if (!c->record || c->recompute < kind + 1) return mf_ctx_tensor(c, dt, ndim, shape);
+  mf_tensor *t = mf_arena_alloc(c->meta, sizeof *t);
+  if (!t) {
+    if (c->st == MF_OK) c->st = MF_ERR(MF_ERR_NOMEM, "out of host memory for tensors");
+    return NULL;
+  }
+  *t = mf_view(NULL, dt, ndim, shape);
+  t->device = c->be->device;
+  struct remat_buf *r = &c->remat[kind];
+  size_t bytes = mf_nbytes(t);
+  if (!r->data) {
+    r->data = mf_ctx_alloc(c, bytes);
+    r->bytes = bytes;
+    r->occupant = -1;
+  }
+  if (!r->data) return NULL;
+  if (bytes > r->bytes) { /* larger than this step's first: stored, not shared */
+    t->data = mf_ctx_alloc(c, bytes);
+    return t->data ? t : NULL;
+  }
+  t->data = r->data;
+  t->remat = -1; /* shared; mf_ctx_remat_made names its node */
+  return t;
+}
+
+void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd) {
+  if (!t || t->remat != -1) return;
+  /* not recorded (nothing needs its gradient): no backward reads it, but it took the buffer */
+  int i = nd ? (int)(nd - c->nodes) : -1;
+  t->remat = 1 + i;
+  for (int k = 0; k < MF_REMAT_KINDS; k++)
+    if (c->remat[k].data == t->data) c->remat[k].occupant = i;
+}
+
+/* before node nd's backward: its inputs and output that live in a shared buffer are made
+ * again if another node's output has taken the buffer since */
+static void remat_inputs(mf_ctx *c, const mf_node *nd) {
+  const mf_tensor *ts[4] = {nd->in[0], nd->in[1], nd->in[2], nd->out};
+  for (int k = 0; k < 4; k++) {
+    const mf_tensor *t = ts[k];
+    if (!t || t->remat <= 0) continue;
+    int j = t->remat - 1;
+    for (int b = 0; b < MF_REMAT_KINDS; b++) {
+      struct remat_buf *r = &c->remat[b];
+      if (r->data != t->data || r->occupant == j) continue;
+      mf_op_recompute(c, &c->nodes[j]);
+      r->occupant = j;
+    }
+  }
 }
 
 mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op) {
@@ -137,6 +199,7 @@ mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed) {
   for (int i = c->n - 1; i >= 0; i--) {
     mf_node *nd = &c->nodes[i];
     if (nd->out->grad) { /* else nothing downstream needs it */
+      remat_inputs(c, nd);
       mf_op_backward(c, nd);
       if (c->st != MF_OK) return c->st;
     }

@@ -61,6 +61,21 @@ void *mf_ctx_alloc(mf_ctx *c, size_t bytes);
 mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op);
 const char *mf_op_name(mf_op_id op);
 
+/* Activation recomputation (config `recompute`), to train longer sequences or larger
+ * micro-batches in the same memory. 0: every activation is stored until the reset. 1: the
+ * GELU outputs of a step share one buffer (each is consumed by the next matmul at once)
+ * and backward makes each again from its stored input just before the node that reads
+ * it. 2: also the layernorm outputs (from the stored input, mean and rstd). Gradients are
+ * bitwise those of level 0 (the same kernels on the same inputs). */
+enum { MF_REMAT_GELU, MF_REMAT_LAYERNORM, MF_REMAT_KINDS };
+void mf_ctx_set_recompute(mf_ctx *c, int level);
+int mf_ctx_recompute(const mf_ctx *c);
+/* For ops: the output tensor of a recomputable kind: in the kind's shared buffer when the
+ * level covers it and the context records, an ordinary arena tensor otherwise. After
+ * recording the node that writes it, the op calls mf_ctx_remat_made. */
+mf_tensor *mf_ctx_remat_tensor(mf_ctx *c, int kind, mf_dtype dt, int ndim, const int64_t *shape);
+void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd);
+
 /* Node i of the tape (0 = the first recorded), for whoever inspects it (the
  * data-parallel layer counts which nodes use each parameter). */
 const mf_node *mf_ctx_node(const mf_ctx *c, int i);

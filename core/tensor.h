@@ -21,6 +21,8 @@ typedef struct mf_tensor {
   int64_t shape[MF_MAX_DIMS];
   int requires_grad;   /* set on params and on anything computed from them */
   int is_param;        /* grad points into the flat grads buffer; kernels accumulate */
+  int remat;           /* recomputed activation (core/tape.h): 1 + the tape index of the
+                        * node that makes it again in backward; 0: stored */
 } mf_tensor;
 
 size_t mf_dtype_size(mf_dtype dt);

@@ -54,7 +54,7 @@ mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b) {
   if (!x) return NULL;
   int C = (int)x->shape[x->ndim - 1], N = (int)rows_of(x);
   assert(mf_numel(w) == C && mf_numel(b) == C);
-  mf_tensor *out = like(c, x, C);
+  mf_tensor *out = mf_ctx_remat_tensor(c, MF_REMAT_LAYERNORM, BE(c)->act, x->ndim, x->shape);
   float *mean = mf_ctx_alloc(c, (size_t)N * 4), *rstd = mf_ctx_alloc(c, (size_t)N * 4);
   if (!out || !mean || !rstd) return NULL;
   BE(c)->layernorm_forward(out->data, mean, rstd, x->data, w->data, b->data, N, C);
@@ -64,6 +64,7 @@ mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b) {
     nd->saved[0] = mean;
     nd->saved[1] = rstd;
   }
+  mf_ctx_remat_made(c, out, nd);
   return out;
 }
 
@@ -83,12 +84,13 @@ mf_tensor *mf_matmul(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt
 
 mf_tensor *mf_gelu(mf_ctx *c, mf_tensor *x) {
   if (!x) return NULL;
-  mf_tensor *out = like(c, x, x->shape[x->ndim - 1]);
+  mf_tensor *out = mf_ctx_remat_tensor(c, MF_REMAT_GELU, BE(c)->act, x->ndim, x->shape);
   if (!out) return NULL;
   int64_t N = mf_numel(x);
   BE(c)->gelu_forward(out->data, x->data, (size_t)N);
   mf_node *nd = record(c, MF_OP_gelu, out, x, NULL, NULL);
   if (nd) nd->p.gelu = (mf_gelu_params){.N = N};
+  mf_ctx_remat_made(c, out, nd);
   return out;
 }
 
@@ -222,6 +224,20 @@ static void softmax_xent_bwd(mf_ctx *c, const mf_node *nd) {
   BE(c)->softmax_xent_backward(dlogits, nd->out->grad, nd->saved[0], nd->in[1]->data, p->N,
                                p->V, p->Vp);
   grad_done(c, logits, dlogits);
+}
+
+void mf_op_recompute(mf_ctx *c, const mf_node *nd) {
+  switch (nd->op) {
+  case MF_OP_gelu:
+    BE(c)->gelu_forward(nd->out->data, nd->in[0]->data, (size_t)nd->p.gelu.N);
+    break;
+  case MF_OP_layernorm: /* mean and rstd come out as stored: the same kernel on the same input */
+    BE(c)->layernorm_forward(nd->out->data, nd->saved[0], nd->saved[1], nd->in[0]->data, nd->in[1]->data,
+                             nd->in[2]->data, nd->p.layernorm.N, nd->p.layernorm.C);
+    break;
+  default:
+    mf_ctx_fail(c, MF_ERR(MF_ERR_INTERNAL, "recompute: %s cannot be recomputed", mf_op_name(nd->op)));
+  }
 }
 
 void mf_op_backward(mf_ctx *c, const mf_node *nd) {

@@ -23,5 +23,8 @@ mf_tensor *mf_softmax_xent(mf_ctx *c, mf_tensor *logits, mf_tensor *targets, int
 
 /* Runs one node's backward kernels (called by mf_backward). */
 void mf_op_backward(mf_ctx *c, const mf_node *nd);
+/* Runs a recomputable node's forward kernel again into its output (mf_backward, under
+ * `recompute`; gelu and layernorm). */
+void mf_op_recompute(mf_ctx *c, const mf_node *nd);
 
 #endif

@@ -384,6 +384,7 @@ static mf_status setup(run *r) {
   r->sym = 0;
   r->ctx = mf_ctx_create(r->be, 64 << 20);
   if (!r->ctx) return MF_ERR(MF_ERR_NOMEM, "out of memory for the step arena");
+  mf_ctx_set_recompute(r->ctx, cfg->recompute);
 
   /* optimizer state per rank: the most any rank holds */
   double opt_mib = (double)mf_adamw_bytes(&r->opt) / (1 << 20);

@@ -54,6 +54,12 @@ cpu "$TMP/c2g" --set train.stop_after=2 >/dev/null 2>&1 || bad "CPU first half f
 gpu "$TMP/c2g" --resume >"$TMP/out" 2>&1 || bad "CUDA resume of a CPU checkpoint failed: $(tail -n 2 "$TMP/out")"
 same_run "cpu -> cuda resume" "$TMP/cpu" "$TMP/c2g" 3
 
+# recompute: 2 on the device (GELU and layernorm outputs made again in backward by the
+# CUDA kernels): the same losses and gradient norms as storing them
+gpu "$TMP/gpu_rc" --set recompute=2 >"$TMP/out" 2>&1 || bad "emulated CUDA run with recompute 2: $(tail -n 3 "$TMP/out")"
+TOL_LOSS=1e-7 TOL_NORM=1e-7
+same_run "cuda recompute 2 vs 0" "$TMP/gpu" "$TMP/gpu_rc" 1 2 3
+
 # bf16 mixed precision (bf16 activations, gradients and weight copy; fp32 master weights,
 # AdamW state, losses): the same trajectory to bf16 accuracy, and its checkpoint (fp32
 # master weights) resumes on the CPU
