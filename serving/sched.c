@@ -208,8 +208,9 @@ mf_job *mf_model_take_done(mf_model *m) {
       continue;
     }
     *tail = j;
-    tail = &j->done_next;
+    tail = &j->taken_next;
   }
+  *tail = NULL;
   m->done = NULL;
   mf_model_unlock(m);
   while (dead) {

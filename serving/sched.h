@@ -75,6 +75,7 @@ typedef struct mf_job {
   int cancelled;         /* set by the loop (client gone, shutdown): the worker drops it */
   /* loop */
   void *owner;
+  struct mf_job *taken_next;   /* the list mf_model_take_done returned */
   struct mf_job *pending_next; /* submitted, not yet handed to the worker */
 } mf_job;
 
@@ -123,8 +124,9 @@ mf_job *mf_job_new(mf_model *m, int nchoices);
 /* Hands a batch of jobs (linked by pending_next) to the worker; each gains the worker's
  * reference. */
 void mf_model_submit(mf_model *m, mf_job *list);
-/* Jobs with new output since the last call (linked by done_next; in_done cleared).
- * Read their shared fields under the lock. */
+/* Jobs with new output since the last call, linked by taken_next (the loop's own link:
+ * the worker may push a job onto the next done list through done_next while the loop still
+ * walks this one); in_done cleared. Read their shared fields under the lock. */
 mf_job *mf_model_take_done(mf_model *m);
 /* The loop gives up on a job (sets cancelled) and drops its reference. */
 void mf_job_cancel_release(mf_job *j);

@@ -1064,7 +1064,7 @@ static void on_notify(mf_ae *ae, int fd, void *data, int mask) {
   }
   for (int i = 0; i < s->nmodels; i++)
     for (mf_job *j = mf_model_take_done(s->models[i]), *next; j; j = next) {
-      next = j->done_next;
+      next = j->taken_next;
       conn *c = j->owner;
       if (c && c->comp && c->comp->job == j) on_output(s, c);
     }
