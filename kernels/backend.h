@@ -40,6 +40,8 @@ typedef struct mf_backend {
    * return when the copy is complete, so to_host also waits for the work queued before it */
   void (*to_device)(void *dst, const void *src, size_t bytes);
   void (*to_host)(void *dst, const void *src, size_t bytes);
+  /* within the backend's memory, in the order of the queued work (any dtype: bytes) */
+  void (*copy)(void *dst, const void *src, size_t bytes);
   /* act != MF_F32 only: copy[n] (act) = master[n] (fp32), rounded; the weights the
    * kernels read after each update */
   void (*cast_copy)(float *copy, const float *master, size_t n);

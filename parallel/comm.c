@@ -24,6 +24,7 @@ size_t mf_cdtype_size(mf_cdtype dt) {
   case MF_C_F32: case MF_C_I32: return 4;
   case MF_C_F64: case MF_C_I64: return 8;
   case MF_C_U8: return 1;
+  case MF_C_BF16: return 2;
   }
   return 0;
 }

@@ -26,7 +26,9 @@
 
 typedef struct mf_comm mf_comm;
 
-typedef enum mf_cdtype { MF_C_F32, MF_C_F64, MF_C_I32, MF_C_I64, MF_C_U8 } mf_cdtype;
+/* MF_C_BF16: bf16 (uint16 bits); reductions sum only, each result rounded to nearest even
+ * (NCCL's ncclBfloat16; a user-defined MPI_Op that adds in fp32 on MPI) */
+typedef enum mf_cdtype { MF_C_F32, MF_C_F64, MF_C_I32, MF_C_I64, MF_C_U8, MF_C_BF16 } mf_cdtype;
 typedef enum mf_red_op { MF_RED_SUM, MF_RED_MAX, MF_RED_MIN } mf_red_op;
 
 /* A non-blocking operation in flight (storage owned by the caller). */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "parallel/comm_impl.h"
 
 _Static_assert(sizeof(MPI_Request) + sizeof(void *) <= sizeof(((mf_comm_req *)0)->h),
@@ -53,11 +54,26 @@ static MPI_Datatype mpi_type(mf_cdtype dt) {
   case MF_C_I32: return MPI_INT32_T;
   case MF_C_I64: return MPI_INT64_T;
   case MF_C_U8: return MPI_UINT8_T;
+  case MF_C_BF16: return MPI_UINT16_T; /* bits; summed by bf16_sum */
   }
   return MPI_BYTE;
 }
 
-static MPI_Op mpi_op(mf_red_op op) { return op == MF_RED_MAX ? MPI_MAX : op == MF_RED_MIN ? MPI_MIN : MPI_SUM; }
+/* MPI has no bf16: in[i] + inout[i] in fp32, rounded once, as NCCL's ncclBfloat16 sum */
+static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt) {
+  (void)dt;
+  const uint16_t *a = in;
+  uint16_t *b = inout;
+  for (int i = 0; i < *len; i++) b[i] = mf_f32_to_bf16(mf_bf16_to_f32(a[i]) + mf_bf16_to_f32(b[i]));
+}
+
+static MPI_Op g_bf16_sum = MPI_OP_NULL; /* made with the world, freed before MPI_Finalize */
+
+/* bf16 sums only (gradients); a max or min of bf16 is nobody's need yet */
+static MPI_Op mpi_op(mf_red_op op, mf_cdtype dt) {
+  if (dt == MF_C_BF16) return op == MF_RED_SUM ? g_bf16_sum : MPI_OP_NULL;
+  return op == MF_RED_MAX ? MPI_MAX : op == MF_RED_MIN ? MPI_MIN : MPI_SUM;
+}
 
 static mf_status check_count(size_t n, const char *call) {
   if (n > (size_t)INT_MAX)
@@ -80,10 +96,16 @@ static mf_status started(mf_comm *c, int rc, mf_comm_req *req, const char *call,
   return MF_OK;
 }
 
+static mf_status check_op(mf_red_op op, mf_cdtype dt, const char *call) {
+  if (dt == MF_C_BF16 && op != MF_RED_SUM) return MF_ERR(MF_ERR_INTERNAL, "%s: bf16 reduces by sum only", call);
+  return MF_OK;
+}
+
 static mf_status mpi_iallreduce(mf_comm *c, const void *send, void *recv, size_t count, mf_cdtype dt,
                                 mf_red_op op, mf_comm_req *req) {
   MF_TRY(check_count(count, "MPI_Iallreduce"));
-  int rc = CALL(MPI_Iallreduce(send == recv ? MPI_IN_PLACE : send, recv, (int)count, mpi_type(dt), mpi_op(op),
+  MF_TRY(check_op(op, dt, "MPI_Iallreduce"));
+  int rc = CALL(MPI_Iallreduce(send == recv ? MPI_IN_PLACE : send, recv, (int)count, mpi_type(dt), mpi_op(op, dt),
                           MCOMM(c), req_handle(req)));
   return started(c, rc, req, "MPI_Iallreduce", NULL);
 }
@@ -91,7 +113,8 @@ static mf_status mpi_iallreduce(mf_comm *c, const void *send, void *recv, size_t
 static mf_status mpi_ireduce_scatter(mf_comm *c, const void *send, void *recv, size_t recvcount,
                                      mf_cdtype dt, mf_red_op op, mf_comm_req *req) {
   MF_TRY(check_count(recvcount * (size_t)c->size, "MPI_Ireduce_scatter_block"));
-  int rc = CALL(MPI_Ireduce_scatter_block(send, recv, (int)recvcount, mpi_type(dt), mpi_op(op), MCOMM(c),
+  MF_TRY(check_op(op, dt, "MPI_Ireduce_scatter_block"));
+  int rc = CALL(MPI_Ireduce_scatter_block(send, recv, (int)recvcount, mpi_type(dt), mpi_op(op, dt), MCOMM(c),
                                      req_handle(req)));
   return started(c, rc, req, "MPI_Ireduce_scatter_block", NULL);
 }
@@ -240,11 +263,15 @@ mf_status mf_comm_mpi_world(mf_comm **out) {
   int rc = MPI_Comm_dup(MPI_COMM_WORLD, &w);
   if (rc != MPI_SUCCESS) return MF_ERR(MF_ERR_BACKEND, "MPI_Comm_dup(MPI_COMM_WORLD) failed (code %d)", rc);
   MPI_Comm_set_errhandler(w, MPI_ERRORS_RETURN);
+  if (g_bf16_sum == MPI_OP_NULL && MPI_Op_create(bf16_sum, 1, &g_bf16_sum) != MPI_SUCCESS)
+    return MF_ERR(MF_ERR_BACKEND, "MPI_Op_create (the bf16 sum) failed");
   return wrap(w, out);
 }
 
 void mf_comm_mpi_finalize(void) {
-  if (g_we_initialised && mf_comm_mpi_initialized()) MPI_Finalize();
+  if (!mf_comm_mpi_initialized()) return;
+  if (g_bf16_sum != MPI_OP_NULL) MPI_Op_free(&g_bf16_sum);
+  if (g_we_initialised) MPI_Finalize();
 }
 
 void mf_comm_mpi_abort(int code) {

@@ -61,6 +61,7 @@ static ncclDataType_t nccl_type(mf_cdtype dt) {
   case MF_C_I32: return ncclInt32;
   case MF_C_I64: return ncclInt64;
   case MF_C_U8: return ncclUint8;
+  case MF_C_BF16: return ncclBfloat16;
   }
   return ncclUint8;
 }

@@ -23,6 +23,8 @@ struct mf_dp {
   mf_params *ps;
   mf_comm *comm;
   const mf_backend *be;
+  size_t es;         /* bytes per gradient element: the backend's act dtype (fp32 or bf16) */
+  mf_cdtype cdt;     /* the same for the communicator */
   int zero, overlap, rank, size;
   int nb;
   bucket *b;         /* b[0]: the highest offsets, finished first by backward */
@@ -31,10 +33,11 @@ struct mf_dp {
   int next;          /* next bucket to launch */
   int done;          /* buckets waited for */
   int armed;
+  /* gradient buffers hold the act dtype: typed float *, offset with at() */
   float *recv;       /* plain: where buckets are reduced to (out of place: MPI's non-blocking
                         in-place all-reduce runs at half speed), copied back as each completes */
   float *shard;      /* ZeRO: reduced gradients of this rank's pieces */
-  float *stage;      /* ZeRO: size * P of the staged bucket */
+  float *stage;      /* ZeRO: size * P of the staged bucket (4 bytes each: gradients or fp32 params) */
   size_t stage_n;
   mf_adamw_range *ranges;
   int nranges;
@@ -88,14 +91,12 @@ int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r) {
   return d->nranges;
 }
 
-/* dst[n] = src[n] on the backend's device */
-static void dev_copy(const mf_dp *d, float *dst, const float *src, size_t n) {
-  if (d->be->device == MF_CPU) {
-    memcpy(dst, src, n * sizeof(float));
-    return;
-  }
-  d->be->memset0(dst, n * sizeof(float));
-  d->be->accumulate(dst, src, n);
+/* element i of a gradient buffer */
+static float *at(const mf_dp *d, float *base, size_t i) { return (float *)((char *)base + i * d->es); }
+
+/* dst[n] = src[n] on the backend's device, n elements of es bytes */
+static void dev_copy(const mf_dp *d, void *dst, const void *src, size_t n, size_t es) {
+  d->be->copy(dst, src, n * es);
 }
 
 mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_mb, int zero,
@@ -105,6 +106,8 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_m
   d->ps = ps;
   d->comm = comm;
   d->be = be;
+  d->es = mf_dtype_size(be->act);
+  d->cdt = be->act == MF_BF16 ? MF_C_BF16 : MF_C_F32;
   d->zero = zero;
   d->rank = mf_comm_rank(comm);
   d->size = mf_comm_size(comm);
@@ -145,17 +148,17 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_m
       if (hi > b->hi) hi = b->hi;
       if (lo < hi) d->ranges[d->nranges++] = (mf_adamw_range){lo, hi, b->state};
     }
-    d->shard = be->alloc(state * sizeof(float) + 64);
+    d->shard = be->alloc(state * d->es + 64);
     if (d->stage_n) d->stage = be->alloc(d->stage_n * sizeof(float));
     if (!d->shard || (d->stage_n && !d->stage)) {
       mf_dp_free(d);
       return MF_ERR(MF_ERR_NOMEM, "out of memory for the ZeRO-1 gradient shard");
     }
-    be->memset0(d->shard, state * sizeof(float));
+    be->memset0(d->shard, state * d->es);
   } else {
     d->ranges[0] = (mf_adamw_range){0, numel, 0};
     d->nranges = 1;
-    d->recv = be->alloc(numel * sizeof(float) + 64);
+    d->recv = be->alloc(numel * d->es + 64);
     if (!d->recv) {
       mf_dp_free(d);
       return MF_ERR(MF_ERR_NOMEM, "out of memory for the gradient reduction buffer");
@@ -211,20 +214,20 @@ static mf_status launch(mf_dp *d, int k) {
   bucket *b = &d->b[k];
   float *g = mf_params_compute_grad(d->ps, b->lo);
   size_t len = b->hi - b->lo;
-  if (!d->zero) return mf_comm_iallreduce(d->comm, g, d->recv + b->lo, len, MF_C_F32, MF_RED_SUM, &b->req);
+  if (!d->zero) return mf_comm_iallreduce(d->comm, g, at(d, d->recv, b->lo), len, d->cdt, MF_RED_SUM, &b->req);
   const float *send = g;
   if (b->staged) {
-    d->be->memset0(d->stage, b->P * (size_t)d->size * sizeof(float));
-    dev_copy(d, d->stage, g, len);
+    d->be->memset0(d->stage, b->P * (size_t)d->size * d->es);
+    dev_copy(d, d->stage, g, len, d->es);
     send = d->stage;
   }
-  return mf_comm_ireduce_scatter(d->comm, send, d->shard + b->state, b->P, MF_C_F32, MF_RED_SUM, &b->req);
+  return mf_comm_ireduce_scatter(d->comm, send, at(d, d->shard, b->state), b->P, d->cdt, MF_RED_SUM, &b->req);
 }
 
 /* a reduced bucket back into the grads buffer (plain; ZeRO's pieces stay in the shard) */
 static void complete(mf_dp *d, int k) {
   const bucket *b = &d->b[k];
-  if (!d->zero) dev_copy(d, mf_params_compute_grad(d->ps, b->lo), d->recv + b->lo, b->hi - b->lo);
+  if (!d->zero) dev_copy(d, mf_params_compute_grad(d->ps, b->lo), at(d, d->recv, b->lo), b->hi - b->lo, d->es);
 }
 
 /* MPI moves non-blocking collectives only inside MPI calls: one test of the oldest
@@ -330,11 +333,12 @@ mf_status mf_dp_gather_params(mf_dp *d) {
     /* the staged bucket goes alone: finish the others first, then it, then copy out */
     for (int j = 0; j < k; j++) MF_TRY(mf_comm_wait(&d->b[j].req));
     size_t hi = mine + b->P < b->hi ? mine + b->P : b->hi;
-    if (mine < hi) dev_copy(d, d->stage + (size_t)d->rank * b->P, p + mine, hi - mine);
+    if (mine < hi) dev_copy(d, d->stage + (size_t)d->rank * b->P, p + mine, hi - mine, sizeof(float));
     MF_TRY(mf_comm_allgather(d->comm, d->stage + (size_t)d->rank * b->P, d->stage, b->P, MF_C_F32));
-    dev_copy(d, p + b->lo, d->stage, b->hi - b->lo);
+    dev_copy(d, p + b->lo, d->stage, b->hi - b->lo, sizeof(float));
   }
   for (int k = 0; k < d->nb; k++) MF_TRY(mf_comm_wait(&d->b[k].req));
+  mf_params_refresh_copy(d->ps); /* bf16: the weight copy of the pieces other ranks updated */
   return MF_OK;
 }
 
@@ -351,7 +355,7 @@ double mf_dp_grad_sumsq(const mf_dp *d, const double *w) {
     for (int k = 0; k < d->nranges; k++) {
       const mf_adamw_range *r = &d->ranges[k];
       size_t lo = a > r->lo ? a : r->lo, hi = e < r->hi ? e : r->hi;
-      if (lo < hi) s += wi * d->be->sumsq(d->shard + r->state + (lo - r->lo), hi - lo);
+      if (lo < hi) s += wi * d->be->sumsq(at(d, d->shard, r->state + (lo - r->lo)), hi - lo);
     }
   }
   return s;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
+#include "kernels/backend.h"
 #include "parallel/comm.h"
 #include "parallel/grid.h"
 #include "tests/test.h"
@@ -42,6 +44,24 @@ static void collectives(mf_comm *c, const char *what) {
   int64_t big = (int64_t)1 << 40;
   CHECK(mf_comm_allreduce(c, &big, &big, 1, MF_C_I64, MF_RED_SUM) == MF_OK);
   CHECK(big == ((int64_t)n << 40));
+
+  /* bf16 (gradients of bf16 runs): sums of small integers are exact; the sum alone */
+  uint16_t *h = malloc(cnt * n * sizeof *h), *h2 = malloc(cnt * sizeof *h2);
+  for (size_t i = 0; i < cnt; i++) h[i] = mf_f32_to_bf16((float)(r + 1 + (int)(i % 7)));
+  CHECK(mf_comm_allreduce(c, h, h2, cnt, MF_C_BF16, MF_RED_SUM) == MF_OK);
+  ok = 1;
+  for (size_t i = 0; i < cnt; i++) ok &= mf_bf16_to_f32(h2[i]) == (float)(n * (n + 1) / 2 + n * (int)(i % 7));
+  CHECKF(ok, "%s: allreduce bf16 sum", what);
+  for (size_t i = 0; i < cnt * n; i++) h[i] = mf_f32_to_bf16((float)(r + (int)(i % 5)));
+  CHECK(mf_comm_reduce_scatter(c, h, h2, cnt, MF_C_BF16, MF_RED_SUM) == MF_OK);
+  ok = 1;
+  for (size_t i = 0; i < cnt; i++)
+    ok &= mf_bf16_to_f32(h2[i]) == (float)(n * (n - 1) / 2 + n * (int)((r * cnt + i) % 5));
+  CHECKF(ok, "%s: reduce_scatter bf16 sum", what);
+  if (n > 1 && strcmp(mf_comm_kind(c), "single") != 0) /* one rank's "reduction" is a copy */
+    CHECK(mf_comm_allreduce(c, h, h2, cnt, MF_C_BF16, MF_RED_MAX) == MF_ERR_INTERNAL);
+  free(h);
+  free(h2);
 
   /* non-blocking all-reduce with tests while "computing" */
   for (size_t i = 0; i < cnt; i++) a[i] = val(r, i);
@@ -155,6 +175,16 @@ int main(void) {
   CHECK(strcmp(mf_comm_kind(w), mf_comm_launched() ? "mpi" : "single") == 0);
   CHECK(!mf_comm_on_device(w));
   collectives(w, "world");
+  /* the staged device communicator over the world, with the CPU backend as the "device"
+   * (its copies are memcpy): every collective through its host staging and copy-back */
+  mf_comm *sw;
+  CHECK(mf_comm_staged_create(w, &mf_backend_cpu, &sw) == MF_OK);
+  CHECK(strcmp(mf_comm_kind(sw), "staged") == 0 && mf_comm_on_device(sw));
+  CHECK(mf_comm_rank(sw) == R && mf_comm_size(sw) == N);
+  collectives(sw, "staged");
+  mf_comm *sw2;
+  CHECK(mf_comm_staged_create(sw, &mf_backend_cpu, &sw2) == MF_ERR_INTERNAL);
+  mf_comm_destroy(sw);
 
   /* the DP x TP grid: 2 x (N/2) when N is even */
   int tp = N % 2 == 0 ? 2 : 1;

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bf16.h"
 #include "core/h5.h"
 #include "core/rng.h"
 #include "test.h"

@@ -14,16 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/bf16.h"
 #include "trainers/checkpoint.h"
 #include "trainers/train.h"
-
-uint16_t mf_f32_to_bf16(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
-  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-  return (uint16_t)(u >> 16);
-}
 
 /* bf16 as an HDF5 float: fp32's layout cut to its top 16 bits */
 static hid_t bf16_type(void) {

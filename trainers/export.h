@@ -23,9 +23,6 @@ typedef enum mf_export_dtype { MF_EXPORT_FP32, MF_EXPORT_BF16 } mf_export_dtype;
  * unless force. */
 mf_status mf_export(const char *ckpt, const char *out, mf_export_dtype dtype, int force);
 
-/* fp32 -> bf16 bits, round to nearest even (NaN stays NaN). */
-uint16_t mf_f32_to_bf16(float x);
-
 /* The command: parses its flags, prints one summary line; returns the exit code
  * (user mistakes: 2 with a one-line "mforge: error: ..."). argv[0] is "export". */
 int mf_cmd_export(int argc, char **argv);

@@ -331,9 +331,6 @@ static mf_status device_comms(run *r) {
     return MF_ERR(MF_ERR_CONFIG, "parallel.tp %d with device: %s is not supported in this version (tensor-parallel "
                   "ops run on host buffers): set parallel.tp: 1 for data parallelism, or device: cpu",
                   r->par.tp_size, r->be->name);
-  if (r->be->act != MF_F32)
-    return MF_ERR(MF_ERR_CONFIG, "precision: %s with several ranks is not supported in this version (gradients are "
-                  "reduced in fp32): set precision: fp32, or run one rank", cfg->precision);
   int dev = 0;
   MF_TRY(mf_device_bind(mf_comm_local_rank(), &dev));
   return mf_par_use_device(&r->par, cfg->parallel.device_comm, dev, r->be);

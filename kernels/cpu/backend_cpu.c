@@ -28,4 +28,5 @@ const mf_backend mf_backend_cpu = {
     .memset0 = cpu_memset0,
     .to_device = cpu_copy,
     .to_host = cpu_copy,
+    .copy = cpu_copy,
 };

@@ -44,6 +44,9 @@ void cu_to_device(void *dst, const void *src, size_t bytes) {
   MF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
   MF_CUDA_CHECK(cudaStreamSynchronize(stream()));  // src is pageable and the caller's again
 }
+void cu_copy(void *dst, const void *src, size_t bytes) {
+  if (bytes) MF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
+}
 void cu_to_host(void *dst, const void *src, size_t bytes) {
   if (!bytes) return;
   MF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
@@ -180,6 +183,7 @@ template <typename T> mf_backend make_backend() {
   b.memset0 = cu_memset0;
   b.to_device = cu_to_device;
   b.to_host = cu_to_host;
+  b.copy = cu_copy;
   b.cast_copy = half ? cu_cast_copy : nullptr;
   b.stream = cu_stream;
   return b;
