@@ -18,6 +18,14 @@ struct mf_ctx {
   mf_status st;
   mf_backward_hook hook;
   void *hook_user;
+  /* gradient buffers by size: every one handed out this step (to tell them from other
+   * memory), and the free ones of each size */
+  struct grad_blk {
+    void *p;
+    size_t bytes;
+    int free;
+  } *gb;
+  int ngb, capgb;
   int recompute;
   struct remat_buf {
     void *data;   /* this step's shared buffer of the kind (NULL until its first use) */
@@ -42,6 +50,7 @@ mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
 
 void mf_ctx_destroy(mf_ctx *c) {
   if (!c) return;
+  free(c->gb);
   mf_arena_destroy(c->arena);
   mf_arena_destroy(c->meta);
   free(c->nodes);
@@ -58,6 +67,7 @@ int mf_ctx_nodes(const mf_ctx *c) { return c->n; }
 
 void mf_ctx_reset(mf_ctx *c) {
   memset(c->remat, 0, sizeof c->remat);
+  c->ngb = 0; /* the arena takes the memory back */
   c->n = 0;
   c->st = MF_OK;
   mf_arena_reset(c->arena);
@@ -93,6 +103,36 @@ mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape)
   t->device = c->be->device;
   t->data = mf_ctx_alloc(c, mf_nbytes(t));
   return t->data ? t : NULL;
+}
+
+void *mf_ctx_grad_alloc(mf_ctx *c, size_t bytes) {
+  for (int i = 0; i < c->ngb; i++) /* a few dozen live sizes at most: a scan is cheap */
+    if (c->gb[i].free && c->gb[i].bytes == bytes) {
+      c->gb[i].free = 0;
+      return c->gb[i].p;
+    }
+  if (c->ngb == c->capgb) {
+    int cap = c->capgb ? 2 * c->capgb : 64; /* grows in the first step; kept across resets */
+    struct grad_blk *nb = realloc(c->gb, (size_t)cap * sizeof *nb);
+    if (!nb) {
+      if (c->st == MF_OK) c->st = MF_ERR(MF_ERR_NOMEM, "tape: out of memory");
+      return NULL;
+    }
+    c->gb = nb;
+    c->capgb = cap;
+  }
+  void *p = mf_ctx_alloc(c, bytes);
+  if (p) c->gb[c->ngb++] = (struct grad_blk){p, bytes, 0};
+  return p;
+}
+
+void mf_ctx_grad_release(mf_ctx *c, void *p) {
+  if (!p) return;
+  for (int i = c->ngb - 1; i >= 0; i--)
+    if (c->gb[i].p == p) {
+      c->gb[i].free = 1;
+      return;
+    }
 }
 
 void mf_ctx_set_recompute(mf_ctx *c, int level) { c->recompute = level; }
@@ -202,6 +242,11 @@ mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed) {
       remat_inputs(c, nd);
       mf_op_backward(c, nd);
       if (c->st != MF_OK) return c->st;
+      /* the activation this node made has its gradient used: the buffer goes back */
+      if (!nd->out->is_param) {
+        mf_ctx_grad_release(c, nd->out->grad);
+        nd->out->grad = NULL;
+      }
     }
     if (c->hook) MF_TRY(c->hook(c->hook_user, c, i, nd));
   }

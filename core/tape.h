@@ -76,6 +76,14 @@ int mf_ctx_recompute(const mf_ctx *c);
 mf_tensor *mf_ctx_remat_tensor(mf_ctx *c, int kind, mf_dtype dt, int ndim, const int64_t *shape);
 void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd);
 
+/* For ops: the buffer of an activation's gradient (or of a second gradient, added into the
+ * first). Gradients are recycled within a step: mf_backward hands an activation's gradient
+ * back once the node that made the activation has run its backward (nothing reads it after
+ * that), and the next gradient of the same size reuses it; mf_ctx_grad_release hands back
+ * a scratch one at once. So the step's memory holds the live gradients, not all of them. */
+void *mf_ctx_grad_alloc(mf_ctx *c, size_t bytes);
+void mf_ctx_grad_release(mf_ctx *c, void *p); /* p not from mf_ctx_grad_alloc: nothing */
+
 /* Node i of the tape (0 = the first recorded), for whoever inspects it (the
  * data-parallel layer counts which nodes use each parameter). */
 const mf_node *mf_ctx_node(const mf_ctx *c, int i);

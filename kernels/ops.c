@@ -147,13 +147,15 @@ static float *grad_dst(mf_ctx *c, mf_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   if (t->is_param) return t->grad;
   size_t bytes = mf_nbytes(t); /* gradients have their tensor's dtype */
-  if (!t->grad) return t->grad = mf_ctx_alloc(c, bytes);
-  return mf_ctx_alloc(c, bytes);
+  if (!t->grad) return t->grad = mf_ctx_grad_alloc(c, bytes);
+  return mf_ctx_grad_alloc(c, bytes);
 }
 
 static void grad_done(mf_ctx *c, mf_tensor *t, float *dst) {
-  if (dst && !t->is_param && dst != t->grad)
+  if (dst && !t->is_param && dst != t->grad) {
     BE(c)->accumulate(t->grad, dst, (size_t)mf_numel(t));
+    mf_ctx_grad_release(c, dst);
+  }
 }
 
 static void encoder_bwd(mf_ctx *c, const mf_node *nd) {

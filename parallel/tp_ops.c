@@ -45,12 +45,15 @@ static mf_node *record(mf_ctx *c, mf_op_id op, mf_tensor *out, mf_tensor *a, mf_
 static float *grad_begin(mf_ctx *c, mf_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   size_t bytes = (size_t)mf_numel(t) * sizeof(float);
-  if (!t->grad) return t->grad = mf_ctx_alloc(c, bytes);
-  return mf_ctx_alloc(c, bytes);
+  if (!t->grad) return t->grad = mf_ctx_grad_alloc(c, bytes);
+  return mf_ctx_grad_alloc(c, bytes);
 }
 
 static void grad_end(mf_ctx *c, mf_tensor *t, float *dst) {
-  if (dst && dst != t->grad) mf_ctx_backend(c)->accumulate(t->grad, dst, (size_t)mf_numel(t));
+  if (dst && dst != t->grad) {
+    mf_ctx_backend(c)->accumulate(t->grad, dst, (size_t)mf_numel(t));
+    mf_ctx_grad_release(c, dst);
+  }
 }
 
 /* ---- f: tp_copy ---- */
@@ -102,8 +105,9 @@ void mf_tp_reduce_backward(mf_ctx *c, const mf_node *nd) {
   const mf_tp_reduce_params *p = &nd->p.tp_reduce;
   mf_tensor *x = nd->in[0], *bias = nd->in[1];
   const float *dout = nd->out->grad;
+  int shared = 0;
   if (x->requires_grad) {
-    if (!x->grad) x->grad = nd->out->grad; /* identity: share the buffer */
+    if (!x->grad) x->grad = nd->out->grad, shared = 1; /* identity: share the buffer */
     else mf_ctx_backend(c)->accumulate(x->grad, dout, (size_t)p->N * p->C);
   }
   if (bias && bias->requires_grad) {
@@ -117,6 +121,7 @@ void mf_tp_reduce_backward(mf_ctx *c, const mf_node *nd) {
       db[j] += (float)acc;
     }
   }
+  if (shared) nd->out->grad = NULL; /* x's now: mf_backward must not hand it back after this node */
 }
 
 /* ---- vocabulary-parallel embedding ---- */
