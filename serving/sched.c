@@ -200,7 +200,9 @@ mf_job *mf_model_take_done(mf_model *m) {
     next = j->done_next;
     j->in_done = 0;
     j->done_next = NULL;
-    if (j->cancelled) { /* the loop has let go of it already */
+    /* the loop has let go of it already: cancelled, or released after it finished while
+     * this last push was pending (nobody would free it, and its owner may be gone) */
+    if (j->cancelled || j->refs == 0) {
       if (j->refs == 0) {
         j->done_next = dead;
         dead = j;

@@ -1,6 +1,8 @@
 # Serving: the paged batched GPT step, the HTTP parser and request decoding, the server
 # over real sockets, and the libFuzzer target for what parses network bytes.
 mf_c_test(test_serve_step)
+mf_c_test(test_sched)
+set_tests_properties(test_sched PROPERTIES TIMEOUT 120 ENVIRONMENT OMP_WAIT_POLICY=PASSIVE)
 # passive OpenMP threads: spinning ones collapse on a shared 2-core machine
 set_tests_properties(test_serve_step PROPERTIES TIMEOUT 120 ENVIRONMENT OMP_WAIT_POLICY=PASSIVE)
 mf_c_test(test_http)
