@@ -35,7 +35,7 @@ struct mf_dp {
   int armed;
   /* gradient buffers hold the act dtype: typed float *, offset with at() */
   float *recv;       /* plain: where buckets are reduced to (out of place: MPI's non-blocking
-                        in-place all-reduce runs at half speed), copied back as each completes */
+                        in-place all-reduce runs at half speed); AdamW and the norm read it */
   float *shard;      /* ZeRO: reduced gradients of this rank's pieces */
   float *stage;      /* ZeRO: size * P of the staged bucket (4 bytes each: gradients or fp32 params) */
   size_t stage_n;
@@ -84,7 +84,7 @@ void mf_dp_stats(const mf_dp *d, double *exposed_s, double *hook_s, long *steps)
 
 int mf_dp_zero(const mf_dp *d) { return d->zero; }
 int mf_dp_buckets(const mf_dp *d) { return d->nb; }
-const float *mf_dp_shard_grads(const mf_dp *d) { return d->shard; }
+const float *mf_dp_shard_grads(const mf_dp *d) { return d->zero ? d->shard : d->recv; }
 
 int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r) {
   *r = d->ranges;
@@ -224,12 +224,6 @@ static mf_status launch(mf_dp *d, int k) {
   return mf_comm_ireduce_scatter(d->comm, send, at(d, d->shard, b->state), b->P, d->cdt, MF_RED_SUM, &b->req);
 }
 
-/* a reduced bucket back into the grads buffer (plain; ZeRO's pieces stay in the shard) */
-static void complete(mf_dp *d, int k) {
-  const bucket *b = &d->b[k];
-  if (!d->zero) dev_copy(d, mf_params_compute_grad(d->ps, b->lo), at(d, d->recv, b->lo), b->hi - b->lo, d->es);
-}
-
 /* MPI moves non-blocking collectives only inside MPI calls: one test of the oldest
  * request in flight progresses them all; finished buckets complete in order */
 static mf_status progress(mf_dp *d) {
@@ -237,7 +231,7 @@ static mf_status progress(mf_dp *d) {
     int ok = 0;
     MF_TRY(mf_comm_test(&d->b[d->done].req, &ok));
     if (!ok) break;
-    complete(d, d->done++);
+    d->done++;
   }
   set_busy(d, d->done < d->next); /* the progress thread runs only while buckets travel */
   return MF_OK;
@@ -311,7 +305,7 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
     MF_TRY(pump(d, 1));
     if (d->done < d->next) {
       MF_TRY(mf_comm_wait(&d->b[d->done].req));
-      complete(d, d->done++);
+      d->done++;
     }
   }
   set_busy(d, 0);
@@ -349,7 +343,7 @@ double mf_dp_grad_sumsq(const mf_dp *d, const double *w) {
     size_t a = ps->p[i].offset, e = a + (size_t)mf_numel(&ps->p[i].t);
     double wi = w ? w[i] : 1.0;
     if (!d->zero) {
-      s += wi * d->be->sumsq(mf_params_compute_grad(ps, a), e - a);
+      s += wi * d->be->sumsq(at(d, d->recv, a), e - a);
       continue;
     }
     for (int k = 0; k < d->nranges; k++) {

@@ -17,8 +17,8 @@
  * Reductions sum: the loss seed already divides by the global batch, so the sum is the
  * mean gradient over all ranks, the same on every rank.
  *   plain:  all-reduce each bucket into a second buffer (Open MPI's non-blocking in-place
- *           all-reduce runs at half speed here), copied back as each completes; every
- *           rank then holds the whole sum.
+ *           all-reduce runs at half speed here), which AdamW and the norm read in place of
+ *           the grads buffer (mf_dp_shard_grads; no copy back); every rank holds the whole sum.
  *   ZeRO-1: reduce-scatter each bucket; rank r holds piece r of it (mf_dp_shard_grads),
  *           updates only those parameters with optimizer state for them alone
  *           (mf_dp_ranges), then mf_dp_gather_params all-gathers the updated pieces.
@@ -48,8 +48,9 @@ void mf_dp_stats(const mf_dp *d, double *exposed_s, double *hook_s, long *steps)
 
 int mf_dp_zero(const mf_dp *d);
 int mf_dp_buckets(const mf_dp *d);
-/* ZeRO-1: the pieces of the flat buffer this rank updates, and their reduced gradients
- * (at the ranges' state offsets). Plain: one range, the whole buffer. */
+/* The pieces of the flat buffer this rank updates, and their reduced gradients (at the
+ * ranges' state offsets; the backend's act dtype). ZeRO-1: this rank's pieces. Plain: one
+ * range, the whole buffer. AdamW reads these, not the grads buffer (mf_adamw.grads). */
 int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r);
 const float *mf_dp_shard_grads(const mf_dp *d);
 /* ZeRO-1, after the update of this rank's pieces: every rank gets every piece. */

@@ -506,7 +506,12 @@ mf_status mf_dist_init(mf_dist *d, mf_par *par, mf_gpt *g, const mf_parallel_cfg
     mf_status st = mf_dp_create(&d->dp, &g->params, par->dp, pc->bucket_mb, pc->zero, be);
     if (st != MF_OK) return st;
   }
-  if (!d->dp || !mf_dp_zero(d->dp)) return mf_adamw_init(opt, g->params.numel);
+  if (!d->dp) return mf_adamw_init(opt, g->params.numel);
+  if (!mf_dp_zero(d->dp)) { /* the reduced gradients stay where the all-reduce put them */
+    MF_TRY(mf_adamw_init(opt, g->params.numel));
+    opt->grads = mf_dp_shard_grads(d->dp);
+    return MF_OK;
+  }
   const mf_adamw_range *rg;
   int nr = mf_dp_ranges(d->dp, &rg);
   MF_TRY(mf_adamw_init_ranges(opt, rg, nr));
