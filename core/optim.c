@@ -99,7 +99,7 @@ void mf_adamw_step(mf_adamw *o, mf_params *ps, const mf_backend *be, const mf_tr
       if (end > R->hi) end = R->hi;
       if (start < end) {
         size_t so = R->state + (start - R->lo);
-        /* o->grads (ZeRO's shard) holds be->act, as the grads buffer */
+        /* o->grads (data parallelism's reduced gradients) holds be->act, as the grads buffer */
         const float *g = o->grads ? (const float *)((const char *)o->grads + so * mf_dtype_size(be->act))
                                   : mf_params_compute_grad(ps, start);
         float *m = o->dm ? o->dm : o->m, *v = o->dv ? o->dv : o->v;

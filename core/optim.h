@@ -20,7 +20,7 @@ typedef struct mf_adamw {
   size_t n;
   mf_adamw_range *r;     /* [nr], by increasing lo */
   int nr;
-  const float *grads;    /* NULL: the params' grads buffer; else reduced grads at state offsets */
+  const float *grads;    /* NULL: the params' grads buffer; else reduced grads (be->act) at state offsets */
   /* on a device backend (mf_adamw_place) the update reads and writes these; m, v stay
    * the host copies that checkpoints see */
   const struct mf_backend *be;

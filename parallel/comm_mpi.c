@@ -69,9 +69,9 @@ static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt) {
 
 static MPI_Op g_bf16_sum = MPI_OP_NULL; /* made with the world, freed before MPI_Finalize */
 
-/* bf16 sums only (gradients); a max or min of bf16 is nobody's need yet */
+/* bf16 sums only (check_op): a max or min of bf16 is nobody's need yet */
 static MPI_Op mpi_op(mf_red_op op, mf_cdtype dt) {
-  if (dt == MF_C_BF16) return op == MF_RED_SUM ? g_bf16_sum : MPI_OP_NULL;
+  if (dt == MF_C_BF16) return g_bf16_sum;
   return op == MF_RED_MAX ? MPI_MAX : op == MF_RED_MIN ? MPI_MIN : MPI_SUM;
 }
 

@@ -84,7 +84,7 @@ void mf_dp_stats(const mf_dp *d, double *exposed_s, double *hook_s, long *steps)
 
 int mf_dp_zero(const mf_dp *d) { return d->zero; }
 int mf_dp_buckets(const mf_dp *d) { return d->nb; }
-const float *mf_dp_shard_grads(const mf_dp *d) { return d->zero ? d->shard : d->recv; }
+const float *mf_dp_reduced_grads(const mf_dp *d) { return d->zero ? d->shard : d->recv; }
 
 int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r) {
   *r = d->ranges;
@@ -94,10 +94,6 @@ int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r) {
 /* element i of a gradient buffer */
 static float *at(const mf_dp *d, float *base, size_t i) { return (float *)((char *)base + i * d->es); }
 
-/* dst[n] = src[n] on the backend's device, n elements of es bytes */
-static void dev_copy(const mf_dp *d, void *dst, const void *src, size_t n, size_t es) {
-  d->be->copy(dst, src, n * es);
-}
 
 mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_mb, int zero,
                        const mf_backend *be) {
@@ -218,7 +214,7 @@ static mf_status launch(mf_dp *d, int k) {
   const float *send = g;
   if (b->staged) {
     d->be->memset0(d->stage, b->P * (size_t)d->size * d->es);
-    dev_copy(d, d->stage, g, len, d->es);
+    d->be->copy(d->stage, g, len * d->es);
     send = d->stage;
   }
   return mf_comm_ireduce_scatter(d->comm, send, at(d, d->shard, b->state), b->P, d->cdt, MF_RED_SUM, &b->req);
@@ -327,9 +323,9 @@ mf_status mf_dp_gather_params(mf_dp *d) {
     /* the staged bucket goes alone: finish the others first, then it, then copy out */
     for (int j = 0; j < k; j++) MF_TRY(mf_comm_wait(&d->b[j].req));
     size_t hi = mine + b->P < b->hi ? mine + b->P : b->hi;
-    if (mine < hi) dev_copy(d, d->stage + (size_t)d->rank * b->P, p + mine, hi - mine, sizeof(float));
+    if (mine < hi) d->be->copy(d->stage + (size_t)d->rank * b->P, p + mine, (hi - mine) * sizeof(float));
     MF_TRY(mf_comm_allgather(d->comm, d->stage + (size_t)d->rank * b->P, d->stage, b->P, MF_C_F32));
-    dev_copy(d, p + b->lo, d->stage, b->hi - b->lo, sizeof(float));
+    d->be->copy(p + b->lo, d->stage, (b->hi - b->lo) * sizeof(float));
   }
   for (int k = 0; k < d->nb; k++) MF_TRY(mf_comm_wait(&d->b[k].req));
   mf_params_refresh_copy(d->ps); /* bf16: the weight copy of the pieces other ranks updated */

@@ -18,8 +18,8 @@
  * mean gradient over all ranks, the same on every rank.
  *   plain:  all-reduce each bucket into a second buffer (Open MPI's non-blocking in-place
  *           all-reduce runs at half speed here), which AdamW and the norm read in place of
- *           the grads buffer (mf_dp_shard_grads; no copy back); every rank holds the whole sum.
- *   ZeRO-1: reduce-scatter each bucket; rank r holds piece r of it (mf_dp_shard_grads),
+ *           the grads buffer (mf_dp_reduced_grads; no copy back); every rank holds the whole sum.
+ *   ZeRO-1: reduce-scatter each bucket; rank r holds piece r of it (mf_dp_reduced_grads),
  *           updates only those parameters with optimizer state for them alone
  *           (mf_dp_ranges), then mf_dp_gather_params all-gathers the updated pieces.
  * bucket_mb <= 0: one bucket, reduced after backward (no overlap; the baseline). */
@@ -52,7 +52,7 @@ int mf_dp_buckets(const mf_dp *d);
  * ranges' state offsets; the backend's act dtype). ZeRO-1: this rank's pieces. Plain: one
  * range, the whole buffer. AdamW reads these, not the grads buffer (mf_adamw.grads). */
 int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r);
-const float *mf_dp_shard_grads(const mf_dp *d);
+const float *mf_dp_reduced_grads(const mf_dp *d);
 /* ZeRO-1, after the update of this rank's pieces: every rank gets every piece. */
 mf_status mf_dp_gather_params(mf_dp *d);
 /* Sum of squares of the reduced gradients this rank holds, parameter i weighted by w[i]

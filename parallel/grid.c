@@ -53,26 +53,23 @@ static mf_status make_nccl(mf_comm *host, void *arg, mf_comm **out) {
   nccl_arg *a = arg;
   return mf_comm_nccl_create(host, a->device, a->stream, out);
 }
-mf_status mf_par_use_nccl(mf_par *p, int device, void *stream) {
+static mf_status use_nccl(mf_par *p, int device, void *stream) {
   return use_device(p, make_nccl, &(nccl_arg){device, stream});
 }
 #endif
 
 static mf_status make_staged(mf_comm *host, void *be, mf_comm **out) { return mf_comm_staged_create(host, be, out); }
-mf_status mf_par_use_staged(mf_par *p, const struct mf_backend *be) {
-  return use_device(p, make_staged, (void *)be);
-}
 
 mf_status mf_par_use_device(mf_par *p, const char *how, int dev, const struct mf_backend *be) {
 #ifdef MF_HAVE_NCCL
-  if (strcmp(how, "host") != 0) return mf_par_use_nccl(p, dev, be->stream ? be->stream() : NULL);
+  if (strcmp(how, "host") != 0) return use_nccl(p, dev, be->stream ? be->stream() : NULL);
 #else
   (void)dev;
   if (strcmp(how, "nccl") == 0)
     return MF_ERR(MF_ERR_CONFIG, "parallel.device_comm: nccl, but this mforge was built without NCCL: set "
                   "parallel.device_comm: auto or host");
 #endif
-  return mf_par_use_staged(p, be);
+  return use_device(p, make_staged, (void *)be);
 }
 
 void mf_par_free(mf_par *p) {

@@ -17,18 +17,12 @@ typedef struct mf_par {
 /* tp must divide the world size (MF_ERR_CONFIG naming parallel.tp otherwise). All groups
  * take host buffers (world's kind). */
 mf_status mf_par_init(mf_par *p, mf_comm *world, int tp);
-#ifdef MF_HAVE_NCCL
-/* GPU runs: dp and tp become NCCL communicators over the host groups (one GPU per rank:
- * device < 0 picks the local rank's; stream is the compute cudaStream_t), so gradients
- * and tensor-parallel activations move between device buffers; dp_host and tp_host stay. */
-mf_status mf_par_use_nccl(mf_par *p, int device, void *stream);
-#endif
-/* Device runs without NCCL: dp and tp become staged communicators over the host groups
- * (device buffers copied through host memory; mf_comm_staged_create). */
 struct mf_backend;
-mf_status mf_par_use_staged(mf_par *p, const struct mf_backend *be);
-/* A device run's groups by parallel.device_comm: "nccl" (an error naming the key without
- * NCCL), "host" (staged), "auto" (NCCL where built with it, else staged). dev: this rank's GPU. */
+/* GPU runs with several ranks: dp and tp become device communicators over the host groups
+ * (dp_host and tp_host stay), by parallel.device_comm: "nccl" (NCCL; an error naming the
+ * key in a build without it), "host" (staged: device buffers copied through host memory,
+ * mf_comm_staged_create), "auto" (NCCL where built with it, else staged). dev: this rank's
+ * GPU; NCCL orders its work after be->stream(). */
 mf_status mf_par_use_device(mf_par *p, const char *how, int dev, const struct mf_backend *be);
 void mf_par_free(mf_par *p);
 

@@ -507,15 +507,12 @@ mf_status mf_dist_init(mf_dist *d, mf_par *par, mf_gpt *g, const mf_parallel_cfg
     if (st != MF_OK) return st;
   }
   if (!d->dp) return mf_adamw_init(opt, g->params.numel);
-  if (!mf_dp_zero(d->dp)) { /* the reduced gradients stay where the all-reduce put them */
-    MF_TRY(mf_adamw_init(opt, g->params.numel));
-    opt->grads = mf_dp_shard_grads(d->dp);
-    return MF_OK;
-  }
+  /* AdamW reads the reduced gradients where the reduction put them: plain, one range over
+   * the whole buffer; ZeRO-1, state for this rank's pieces only */
   const mf_adamw_range *rg;
   int nr = mf_dp_ranges(d->dp, &rg);
   MF_TRY(mf_adamw_init_ranges(opt, rg, nr));
-  opt->grads = mf_dp_shard_grads(d->dp);
+  opt->grads = mf_dp_reduced_grads(d->dp);
   return MF_OK;
 }
 
