@@ -105,6 +105,19 @@ mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape)
   return t->data ? t : NULL;
 }
 
+mf_tensor *mf_ctx_view(mf_ctx *c, const mf_tensor *x) {
+  mf_tensor *t = mf_arena_alloc(c->meta, sizeof *t);
+  if (!t) {
+    if (c->st == MF_OK) c->st = MF_ERR(MF_ERR_NOMEM, "out of host memory for tensors");
+    return NULL;
+  }
+  *t = *x;
+  t->grad = NULL;
+  t->is_param = 0;
+  t->requires_grad = 0;
+  return t; /* remat kept: a recomputed x is made again before whoever reads the view */
+}
+
 void *mf_ctx_grad_alloc(mf_ctx *c, size_t bytes) {
   for (int i = 0; i < c->ngb; i++) /* a few dozen live sizes at most: a scan is cheap */
     if (c->gb[i].free && c->gb[i].bytes == bytes) {

@@ -57,6 +57,9 @@ void mf_ctx_fail(mf_ctx *c, mf_status st);
 /* For ops: an arena tensor (NULL and sticky MF_ERR_NOMEM on failure). */
 mf_tensor *mf_ctx_tensor(mf_ctx *c, mf_dtype dt, int ndim, const int64_t *shape);
 void *mf_ctx_alloc(mf_ctx *c, size_t bytes);
+/* For ops: a new tensor (host struct) over x's data, with no gradient of its own (an
+ * identity op's output); a recomputed x's view is recomputed with it */
+mf_tensor *mf_ctx_view(mf_ctx *c, const mf_tensor *x);
 /* Appends a node when recording; NULL otherwise. */
 mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op);
 const char *mf_op_name(mf_op_id op);

@@ -33,6 +33,16 @@ typedef struct mf_backend {
   MF_TYPEOF(adamw_update) *adamw_update;
   MF_TYPEOF(sumsq) *sumsq;
   MF_TYPEOF(attention_kv_forward) *attention_kv_forward;
+  /* the kernels of the tensor-parallel ops (parallel/tp_ops.c), between their collectives;
+   * M, S and the losses are fp32/double whatever `act` says */
+  MF_TYPEOF(tp_embed_forward) *tp_embed_forward;
+  MF_TYPEOF(tp_embed_backward) *tp_embed_backward;
+  MF_TYPEOF(bias_forward) *bias_forward;
+  MF_TYPEOF(bias_backward) *bias_backward;
+  MF_TYPEOF(tp_xent_max) *tp_xent_max;
+  MF_TYPEOF(tp_xent_exp) *tp_xent_exp;
+  MF_TYPEOF(tp_xent_finish) *tp_xent_finish;
+  MF_TYPEOF(tp_xent_backward) *tp_xent_backward;
   void *(*alloc)(size_t bytes);   /* 64-byte aligned; NULL on failure */
   void (*free)(void *p);
   void (*memset0)(void *p, size_t bytes);

@@ -1,8 +1,9 @@
 /* Tensor-parallel ops on the tape (Megatron-LM style). Each runs its forward now and, when
  * the context records, a node whose backward (called by mf_backward through kernels/ops.c)
- * does the matching communication. Declared once in kernels/ops.def (MF_TP_OP). They work
- * on host buffers (the CPU backend); a device backend needs kernels for the masking and
- * bias parts before they run there.
+ * does the matching communication. Declared once in kernels/ops.def (MF_TP_OP). They run
+ * on any backend: the arithmetic between the collectives is the backend's (tp_embed_*,
+ * bias_*, tp_xent_*), and the communicator takes the backend's buffers (on a GPU: NCCL or
+ * the staged one, parallel/grid.h).
  *
  *   tp_copy    Megatron's f: identity forward; backward all-reduces the gradient.
  *              Goes in front of a column-parallel layer.

@@ -267,6 +267,134 @@ template <typename T> static void check_encoder(int B, int Tn, int C, int Vp) {
   dfree_all();
 }
 
+// vocabulary-parallel embedding over tp ranks of Vp/tp rows each: every rank's forward and
+// backward against the CPU twin, and the sum of the ranks' outputs (what the all-reduce
+// makes) bitwise equal to encoder_forward on the whole table
+template <typename T> static void check_tp_embed(int B, int Tn, int C, int Vp, int tp) {
+  const char *dt = Ty<T>::name();
+  std::string sh = fmt("B=%d T=%d C=%d Vp=%d tp=%d", B, Tn, C, Vp, tp);
+  size_t BT = (size_t)B * Tn;
+  int nv = Vp / tp;
+  std::vector<int32_t> inp(BT);
+  for (auto &t : inp) t = randint(0, Vp);
+  auto wte = rnd<T>(randv((size_t)Vp * C, -1, 1)), wpe = rnd<T>(randv((size_t)Tn * C, -1, 1));
+  auto dout = rnd<T>(randv(BT * C, -1, 1));
+  int32_t *d_inp = dup_i(inp);
+  T *d_wte = dup<T>(wte), *d_wpe = dup<T>(wpe), *d_dout = dup<T>(dout), *d_whole = dnan<T>(BT * C);
+  mf_cuda::encoder_forward(d_whole, d_inp, d_wte, d_wpe, B, Tn, C, g_stream);
+  std::vector<float> sum(BT * C, 0.0f);
+  double ef = 0, eb = 0;
+  for (int r = 0; r < tp; r++) {
+    int v0 = r * nv;
+    T *d_out = dnan<T>(BT * C);
+    mf_cuda::tp_embed_forward(d_out, d_inp, d_wte + (size_t)v0 * C, d_wpe, B, Tn, C, v0, nv, r == 0, g_stream);
+    std::vector<float> ref(BT * C), got = down(d_out, BT * C);
+    tp_embed_forward(ref.data(), inp.data(), wte.data() + (size_t)v0 * C, wpe.data(), B, Tn, C, v0, nv, r == 0);
+    double e = nerr(got, ref);
+    ef = e > ef ? e : ef;
+    for (size_t i = 0; i < sum.size(); i++) sum[i] += got[i];
+    auto g0 = rnd<T>(randv((size_t)nv * C, -1, 1)), p0 = rnd<T>(randv((size_t)Tn * C, -1, 1));
+    T *d_g = dup<T>(g0), *d_p = dup<T>(p0);
+    mf_cuda::tp_embed_backward(d_g, d_p, d_dout, d_inp, B, Tn, C, v0, nv, g_stream);
+    tp_embed_backward(g0.data(), p0.data(), dout.data(), inp.data(), B, Tn, C, v0, nv);
+    double e1 = nerr(down(d_g, g0.size()), g0), e2 = nerr(down(d_p, p0.size()), p0);
+    e1 = e1 > e2 ? e1 : e2;
+    eb = e1 > eb ? e1 : eb;
+  }
+  record("tp_embed_forward", dt, sh, ef, Ty<T>::tol());
+  record("tp_embed_backward", dt, sh, eb, Ty<T>::tol());
+  std::vector<float> whole = down(d_whole, BT * C);
+  sum = rnd<T>(sum);  // the all-reduce rounds its sum to T once (the other terms are zeros)
+  record_exact("tp_embed_forward sum of ranks == encoder_forward", dt, sh,
+               memcmp(whole.data(), sum.data(), whole.size() * sizeof(float)) == 0);
+  dfree_all();
+}
+
+// vocabulary-parallel cross-entropy, each phase of each rank against the CPU twin, the
+// collectives between them done here (max of M, sum of S); in place as tp_ops.c runs it
+template <typename T> static void check_tp_xent(int N, int V, int Vp, int tp) {
+  const char *dt = Ty<T>::name();
+  std::string sh = fmt("N=%d V=%d Vp=%d tp=%d", N, V, Vp, tp);
+  int Vl = Vp / tp;
+  auto logits = rnd<T>(randv((size_t)N * Vp, -4, 4));
+  std::vector<int32_t> tg(N);
+  for (int i = 0; i < N; i++) tg[i] = (i % 4 == 3) ? -1 : randint(0, V);
+  int32_t *d_tg = dup_i(tg);
+  std::vector<std::vector<float>> part(tp);  // each rank's columns [N,Vl]
+  for (int r = 0; r < tp; r++) {
+    part[r].resize((size_t)N * Vl);
+    for (int i = 0; i < N; i++)
+      memcpy(&part[r][(size_t)i * Vl], &logits[(size_t)i * Vp + (size_t)r * Vl], (size_t)Vl * sizeof(float));
+  }
+  auto nreal = [&](int r) { int n = V - r * Vl; return n < 0 ? 0 : n > Vl ? Vl : n; };
+  // phase 1: max
+  std::vector<float> M(N, -INFINITY);
+  double em = 0;
+  for (int r = 0; r < tp; r++) {
+    T *d_x = dup<T>(part[r]);
+    float *d_M = dnan<float>(N);
+    mf_cuda::tp_xent_max(d_M, d_x, N, Vl, nreal(r), g_stream);
+    std::vector<float> ref(N), got = down(d_M, N);
+    tp_xent_max(ref.data(), part[r].data(), N, Vl, nreal(r));
+    bool same = memcmp(ref.data(), got.data(), N * sizeof(float)) == 0;  // -inf where a rank has no real column
+    em = same ? em : 1.0;
+    for (int i = 0; i < N; i++) M[i] = ref[i] > M[i] ? ref[i] : M[i];
+  }
+  record_exact("tp_xent_max", dt, sh, em == 0);
+  // phase 2: exp, S (double) summed over ranks
+  std::vector<double> S(2 * (size_t)N, 0.0);
+  std::vector<std::vector<float>> ex(tp);
+  double ee = 0, es = 0;
+  float *d_Mg = dup<float>(M);
+  for (int r = 0; r < tp; r++) {
+    T *d_x = dup<T>(part[r]);
+    double *d_S = dalloc<double>(2 * (size_t)N);
+    mf_cuda::tp_xent_exp(d_S, d_x, d_x, d_Mg, d_tg, N, Vl, nreal(r), r * Vl, g_stream);
+    std::vector<double> sref(2 * (size_t)N), sgot(2 * (size_t)N);
+    ex[r].resize((size_t)N * Vl);
+    tp_xent_exp(sref.data(), ex[r].data(), part[r].data(), M.data(), tg.data(), N, Vl, nreal(r), r * Vl);
+    OC_CUDA(cudaMemcpy(sgot.data(), d_S, sgot.size() * sizeof(double), cudaMemcpyDeviceToHost));
+    double e = nerr(down(d_x, ex[r].size()), ex[r]);
+    ee = e > ee ? e : ee;
+    for (size_t i = 0; i < sref.size(); i++) {
+      double d = fabs(sgot[i] - sref[i]) / (fabs(sref[i]) > 1 ? fabs(sref[i]) : 1.0);
+      es = d > es ? d : es;
+      S[i] += sref[i];
+    }
+  }
+  record("tp_xent_exp ex", dt, sh, ee, Ty<T>::tol());
+  record("tp_xent_exp S", dt, sh, es, 1e-5);
+  // phase 3: normalise and loss (every rank computes the same losses)
+  double *d_Sg = dalloc<double>(S.size());
+  OC_CUDA(cudaMemcpy(d_Sg, S.data(), S.size() * sizeof(double), cudaMemcpyHostToDevice));
+  double ep = 0, el = 0, eg = 0;
+  auto dl = randv(N, 0.5f, 2.0f);
+  float *d_dl = dup<float>(dl);
+  for (int r = 0; r < tp; r++) {
+    auto exr = rnd<T>(ex[r]);
+    T *d_p = dup<T>(exr);
+    float *d_loss = dnan<float>(N);
+    mf_cuda::tp_xent_finish(d_loss, d_p, d_Sg, d_Mg, d_tg, N, Vl, nreal(r), g_stream);
+    std::vector<float> lref(N);
+    tp_xent_finish(lref.data(), exr.data(), S.data(), M.data(), tg.data(), N, Vl, nreal(r));
+    double e1 = nerr(down(d_p, exr.size()), exr), e2 = nerr(down(d_loss, N), lref);
+    ep = e1 > ep ? e1 : ep;
+    el = e2 > el ? e2 : el;
+    // backward, in place over the probabilities
+    auto pr = rnd<T>(exr);
+    dset(d_p, pr);
+    mf_cuda::tp_xent_backward(d_p, d_dl, d_p, d_tg, N, Vl, r * Vl, g_stream);
+    std::vector<float> gref(pr.size());
+    tp_xent_backward(gref.data(), dl.data(), pr.data(), tg.data(), N, Vl, r * Vl);
+    double e3 = nerr(down(d_p, gref.size()), gref);
+    eg = e3 > eg ? e3 : eg;
+  }
+  record("tp_xent_finish probs", dt, sh, ep, Ty<T>::tol());
+  record("tp_xent_finish losses", dt, sh, el, 1e-5);
+  record("tp_xent_backward (in place)", dt, sh, eg, Ty<T>::tol());
+  dfree_all();
+}
+
 template <typename T> static void check_layernorm(int N, int C) {
   const char *dt = Ty<T>::name();
   std::string sh = fmt("N=%d C=%d", N, C);
@@ -506,6 +634,12 @@ template <typename T> static void check_bias(int N, int OC) {
   dset(d_db, db);
   mf_cuda::bias_backward(d_db, d_dout, N, OC, g_stream);
   record_exact("bias_backward (rerun)", dt, sh, bits == down_bits(d_db, OC));
+  // bias_forward: out += bias on every row
+  auto x = rnd<T>(randv((size_t)N * OC, -1, 1));
+  T *d_x = dup<T>(x), *d_b = dup<T>(db);
+  mf_cuda::bias_forward(d_x, d_b, N, OC, g_stream);
+  bias_forward(x.data(), db.data(), N, OC);
+  record("bias_forward", dt, sh, nerr(down(d_x, x.size()), x), Ty<T>::tol());
   dfree_all();
 }
 
@@ -626,6 +760,8 @@ struct Shapes {
   std::vector<int> xent;   // N, V, Vp triples
   std::vector<size_t> opt; // adamw / sumsq / cast lengths
   std::vector<int> bias;   // N, OC pairs
+  std::vector<int> tpe;    // B, T, C, Vp, tp quintuples (vocabulary-parallel embedding)
+  std::vector<int> tpx;    // N, V, Vp, tp quadruples (vocabulary-parallel cross-entropy)
   std::vector<int> mm;     // N, C, OC, wt quadruples (GPU only)
   // N, C, OC triples for the SIMT matmul, each with wt 0 and 1 (OC = 13: no dbias). The
   // default serves both suites (tests/gpu/test_gpu_ops.cu keeps it).
@@ -645,6 +781,9 @@ template <typename T> static void run_dtype(const Shapes &s, double att_tol) {
   for (size_t n : s.opt) check_adamw<T>(n);
   for (size_t n : s.opt) check_sumsq<T>(n);
   for (size_t i = 0; i + 1 < s.bias.size(); i += 2) check_bias<T>(s.bias[i], s.bias[i + 1]);
+  for (size_t i = 0; i + 4 < s.tpe.size(); i += 5)
+    check_tp_embed<T>(s.tpe[i], s.tpe[i + 1], s.tpe[i + 2], s.tpe[i + 3], s.tpe[i + 4]);
+  for (size_t i = 0; i + 3 < s.tpx.size(); i += 4) check_tp_xent<T>(s.tpx[i], s.tpx[i + 1], s.tpx[i + 2], s.tpx[i + 3]);
   for (size_t i = 0; i + 2 < s.simt.size(); i += 3)
     for (int wt = 0; wt < 2; wt++) check_matmul_simt<T>(s.simt[i], s.simt[i + 1], s.simt[i + 2], wt);
 }

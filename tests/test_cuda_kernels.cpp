@@ -27,6 +27,9 @@ int main(void) {
   s.xent = {1, 67, 72, 5, 50, 56, 13, 67, 72, 2, 119993, 120000};
   s.opt = {1, 1003, 4099};
   s.bias = {1, 48, 67, 96, 130, 72};  // N, OC
+  s.tpe = {2, 5, 48, 40, 2, 1, 67, 96, 64, 4};  // B, T, C, Vp, tp
+  // N, V, Vp, tp: a padded last slice; a rank with no real column (V = 20, Vl = 32); 4 ranks
+  s.tpx = {5, 50, 56, 2, 13, 20, 64, 2, 3, 67, 72, 4};
   for (uint64_t seed : mf_emu_test::schedule_seeds()) {  // each case under several thread orders
     mf_emu_test::set_schedule_seed(seed);
     printf("thread-order seed %llu\n", (unsigned long long)seed);

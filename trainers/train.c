@@ -322,15 +322,11 @@ static mf_status setup_config(run *r) {
   return MF_OK;
 }
 
-/* A device run on several ranks: each rank takes its node-local GPU, and the gradients
- * travel between device buffers over NCCL, or staged through host memory over MPI
- * (parallel.device_comm). The tensor-parallel ops move host buffers, so tp stays 1 here. */
+/* A device run on several ranks: each rank takes its node-local GPU, and the gradients and
+ * the tensor-parallel activations travel between device buffers over NCCL, or staged
+ * through host memory over MPI (parallel.device_comm). */
 static mf_status device_comms(run *r) {
   const mf_config *cfg = r->cfg;
-  if (r->par.tp_size > 1)
-    return MF_ERR(MF_ERR_CONFIG, "parallel.tp %d with device: %s is not supported in this version (tensor-parallel "
-                  "ops run on host buffers): set parallel.tp: 1 for data parallelism, or device: cpu",
-                  r->par.tp_size, r->be->name);
   int dev = 0;
   MF_TRY(mf_device_bind(mf_comm_local_rank(), &dev));
   return mf_par_use_device(&r->par, cfg->parallel.device_comm, dev, r->be);

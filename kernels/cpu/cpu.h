@@ -20,6 +20,14 @@ void encoder_forward(float *out, const int32_t *inp, const float *wte, const flo
 /* dwte[Vp,C] += , dwpe[maxT,C] += ; either may be NULL (frozen); deterministic (no float atomics) */
 void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
                       int B, int T, int C);
+/* vocabulary-parallel: wte[nv,C] holds vocabulary rows [v0, v0+nv); other tokens give zero
+ * rows (add_pos 0) or their position row only (add_pos 1: one rank of the group adds the
+ * positions, so the all-reduce of the rows gives the embedding exactly) */
+void tp_embed_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                      int B, int T, int C, int v0, int nv, int add_pos);
+/* dwte[nv,C] += (tokens in [v0, v0+nv) only), dwpe[maxT,C] += ; either may be NULL */
+void tp_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                       int B, int T, int C, int v0, int nv);
 
 /* ---- layernorm.c (eps 1e-5, biased variance, as torch.nn.LayerNorm) ---- */
 /* out[N,C], saved mean[N], rstd[N]; inp[N,C], weight[C], bias[C] */
@@ -39,6 +47,10 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 /* dinp[N,C] = (skipped if NULL); dweight += (skipped if NULL); dbias[OC] += (if not NULL) */
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int C, int OC, int wt);
+/* a bias on its own (after a tensor-parallel reduction): out[N,OC] += bias[OC];
+ * dbias[OC] += column sums of dout[N,OC] (double, rows in order: deterministic) */
+void bias_forward(float *out, const float *bias, int N, int OC);
+void bias_backward(float *dbias, const float *dout, int N, int OC);
 
 /* ---- gelu.c: tanh approximation, as torch gelu(approximate="tanh") ---- */
 void gelu_forward(float *out, const float *inp, size_t N);            /* out[N], inp[N] */
@@ -71,6 +83,23 @@ void softmax_xent_forward(float *losses, float *probs, const float *logits,
 /* dlogits[N,Vp] = (probs - onehot(target)) * dlosses[i]; may alias probs */
 void softmax_xent_backward(float *dlogits, const float *dlosses, const float *probs,
                            const int32_t *targets, int N, int V, int Vp);
+
+/* ---- tp_xent.c: vocabulary-parallel cross-entropy (parallel/tp_ops.c runs the phases
+ * with an all-reduce between each) ----
+ * logits[N,Vl]: columns [v0, v0+Vl) of the vocabulary, the first nreal real.
+ * targets[N] (whole-vocabulary ids, -1 = ignored). */
+/* M[N] = max over the real columns (-inf when none) */
+void tp_xent_max(float *M, const float *logits, int N, int Vl, int nreal);
+/* ex[N,Vl] = exp(logits - M) (0 in padded columns; may alias logits), S[N,2] (double) =
+ * {sum of ex, the target's logit if this rank holds it else 0} */
+void tp_xent_exp(double *S, float *ex, const float *logits, const float *M,
+                 const int32_t *targets, int N, int Vl, int nreal, int v0);
+/* with S and M all-reduced: probs = ex / S (in place), losses[N] = log S + M - logit_t */
+void tp_xent_finish(float *losses, float *probs, const double *S, const float *M,
+                    const int32_t *targets, int N, int Vl, int nreal);
+/* dlogits[N,Vl] = (probs - onehot(target - v0)) * dlosses[i]; may alias probs */
+void tp_xent_backward(float *dlogits, const float *dlosses, const float *probs,
+                      const int32_t *targets, int N, int Vl, int v0);
 
 /* ---- adamw.c: fused AdamW over a flat range (PyTorch's AdamW semantics) ----
  * g = grads * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

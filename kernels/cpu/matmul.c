@@ -39,8 +39,16 @@ void matmul_forward(float *out /* [N,OC] */, const float *inp /* [N,C] */,
                 beta, out, OC);
 }
 
+/* out[N,OC] += bias[OC] on every row (a bias added after a reduction: tensor parallelism) */
+void bias_forward(float *out /* [N,OC] */, const float *bias /* [OC] */, int N, int OC) {
+#pragma omp parallel for schedule(static) if ((long)N * OC > PAR_MIN)
+  for (int i = 0; i < N; i++)
+#pragma omp simd
+    for (int j = 0; j < OC; j++) out[(size_t)i * OC + j] += bias[j];
+}
+
 /* dbias[OC] += sum over rows of dout[N,OC]; double accumulators per column block */
-static void bias_grad(float *dbias /* [OC] */, const float *dout /* [N,OC] */, int N, int OC) {
+void bias_backward(float *dbias /* [OC] */, const float *dout /* [N,OC] */, int N, int OC) {
 #pragma omp parallel if ((long)N * OC > PAR_MIN)
   {
     int nt = omp_get_num_threads(), tid = omp_get_thread_num();
@@ -82,5 +90,5 @@ void matmul_backward(float *dinp /* [N,C] or NULL */,
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC,
                   1.0f, dweight, OC);
   }
-  if (dbias && OC > 0) bias_grad(dbias, dout, N, OC);
+  if (dbias && OC > 0) bias_backward(dbias, dout, N, OC);
 }

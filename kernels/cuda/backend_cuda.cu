@@ -139,6 +139,41 @@ void cu_softmax_xent_backward(float *dlogits, const float *dlosses, const float 
                               const int32_t *targets, int N, int V, int Vp) {
   softmax_xent_backward<T>(S(dlogits), dlosses, CS(probs), targets, N, V, Vp, stream());
 }
+// the tensor-parallel kernels (parallel/tp_ops.c)
+template <typename T>
+void cu_tp_embed_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B,
+                         int T_, int C, int v0, int nv, int add_pos) {
+  tp_embed_forward<T>(S(out), inp, CS(wte), CS(wpe), B, T_, C, v0, nv, add_pos, stream());
+}
+template <typename T>
+void cu_tp_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B,
+                          int T_, int C, int v0, int nv) {
+  tp_embed_backward<T>(S(dwte), S(dwpe), CS(dout), inp, B, T_, C, v0, nv, stream());
+}
+template <typename T> void cu_bias_forward(float *out, const float *bias, int N, int OC) {
+  bias_forward<T>(S(out), CS(bias), N, OC, stream());
+}
+template <typename T> void cu_bias_backward(float *dbias, const float *dout, int N, int OC) {
+  bias_backward<T>(S(dbias), CS(dout), N, OC, stream());
+}
+template <typename T> void cu_tp_xent_max(float *M, const float *logits, int N, int Vl, int nreal) {
+  tp_xent_max<T>(M, CS(logits), N, Vl, nreal, stream());
+}
+template <typename T>
+void cu_tp_xent_exp(double *S_, float *ex, const float *logits, const float *M,
+                    const int32_t *targets, int N, int Vl, int nreal, int v0) {
+  tp_xent_exp<T>(S_, S(ex), CS(logits), M, targets, N, Vl, nreal, v0, stream());
+}
+template <typename T>
+void cu_tp_xent_finish(float *losses, float *probs, const double *S_, const float *M,
+                       const int32_t *targets, int N, int Vl, int nreal) {
+  tp_xent_finish<T>(losses, S(probs), S_, M, targets, N, Vl, nreal, stream());
+}
+template <typename T>
+void cu_tp_xent_backward(float *dlogits, const float *dlosses, const float *probs,
+                         const int32_t *targets, int N, int Vl, int v0) {
+  tp_xent_backward<T>(S(dlogits), dlosses, CS(probs), targets, N, Vl, v0, stream());
+}
 // params, m, v: fp32 master and state; grads: T. The T copy of params is refreshed by
 // cu_cast_copy after the whole update (one pass, whatever the ranges were).
 template <typename T>
@@ -178,6 +213,14 @@ template <typename T> mf_backend make_backend() {
   b.adamw_update = cu_adamw_update<T>;
   b.sumsq = cu_sumsq<T>;
   b.attention_kv_forward = nullptr;  // generation and serving run on the CPU backend
+  b.tp_embed_forward = cu_tp_embed_forward<T>;
+  b.tp_embed_backward = cu_tp_embed_backward<T>;
+  b.bias_forward = cu_bias_forward<T>;
+  b.bias_backward = cu_bias_backward<T>;
+  b.tp_xent_max = cu_tp_xent_max<T>;
+  b.tp_xent_exp = cu_tp_xent_exp<T>;
+  b.tp_xent_finish = cu_tp_xent_finish<T>;
+  b.tp_xent_backward = cu_tp_xent_backward<T>;
   b.alloc = cu_alloc;
   b.free = cu_free;
   b.memset0 = cu_memset0;

@@ -7,6 +7,8 @@
 // in fp32 registers, the block adds the 8 warp sums in warp order and writes one partial
 // row to the scratch area; partials_add (common.cuh) then adds the partials in block order.
 // Kept apart from matmul.cu so that it runs (and is checked) under the emulator.
+// bias_forward (out += bias, any shape) is the bias of a row-parallel layer, added after
+// the tensor-parallel all-reduce (parallel/tp_ops.c).
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -49,7 +51,26 @@ __global__ void bias_partial_kernel(float *__restrict__ part /* [G,OC] */,
   }
 }
 
+// out[i, j] += bias[j]; one thread per element (memory-bound: one read and write of out)
+template <typename T>
+__global__ void bias_forward_kernel(T *__restrict__ out /* [N,OC] */,
+                                    const T *__restrict__ bias /* [OC] */, long n, int OC) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  out[i] = from_f<T>(to_f(out[i]) + to_f(bias[i % OC]));
+}
+
 // ---------------------------------------------------------------- launchers
+
+template <typename T>
+void bias_forward(T *out /* [N,OC] */, const T *bias /* [OC] */, int N, int OC, cudaStream_t stream) {
+  MF_REQUIRE(N >= 0 && OC >= 0, "N=%d OC=%d", N, OC);
+  long n = (long)N * OC;
+  if (n == 0) return;
+  const int threads = 256;
+  MF_LAUNCH(bias_forward_kernel<T>, (unsigned)CEIL_DIV(n, threads), threads, 0, stream, out, bias, n, OC);
+  MF_CHECK_LAUNCH();
+}
 
 template <typename T>
 void bias_backward(T *dbias /* [OC] */, const T *dout /* [N,OC] */, int N, int OC,
@@ -67,6 +88,8 @@ void bias_backward(T *dbias /* [OC] */, const T *dout /* [N,OC] */, int N, int O
   partials_add(dbias, part, G, OC, OC, stream);
 }
 
+template void bias_forward<float>(float *, const float *, int, int, cudaStream_t);
+template void bias_forward<bf16>(bf16 *, const bf16 *, int, int, cudaStream_t);
 template void bias_backward<float>(float *, const float *, int, int, cudaStream_t);
 template void bias_backward<bf16>(bf16 *, const bf16 *, int, int, cudaStream_t);
 

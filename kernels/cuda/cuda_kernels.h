@@ -38,6 +38,15 @@ template <typename T>
 void encoder_backward(T *dwte, T *dwpe, const T *dout, const int32_t *inp, int B, int Tn, int C,
                       cudaStream_t stream);
 
+// vocabulary-parallel (parallel/tp_ops.c): wte[nv,C] holds rows [v0, v0+nv); other tokens
+// give zero rows, plus wpe[t] when add_pos; backward adds only the rows held here
+template <typename T>
+void tp_embed_forward(T *out, const int32_t *inp, const T *wte, const T *wpe, int B, int Tn, int C,
+                      int v0, int nv, int add_pos, cudaStream_t stream);
+template <typename T>
+void tp_embed_backward(T *dwte, T *dwpe, const T *dout, const int32_t *inp, int B, int Tn, int C,
+                       int v0, int nv, cudaStream_t stream);
+
 // ---- layernorm.cu (eps 1e-5, biased variance; C % (16/sizeof(T)) == 0) ----
 // out[N,C], mean[N], rstd[N] (either stat may be NULL); inp[N,C], weight[C], bias[C]
 template <typename T>
@@ -121,6 +130,22 @@ void cast(float *out, const bf16 *in, size_t n, cudaStream_t stream);  // exact
 // dbias[OC] += sum over rows of dout[N,OC]; deterministic (per-block partials + ordered pass)
 template <typename T>
 void bias_backward(T *dbias, const T *dout, int N, int OC, cudaStream_t stream);
+// out[N,OC] += bias[OC] (the bias after a tensor-parallel reduction; any OC)
+template <typename T> void bias_forward(T *out, const T *bias, int N, int OC, cudaStream_t stream);
+
+// ---- tp_xent.cu: vocabulary-parallel cross-entropy, the phases between tp_xent's
+// all-reduces (kernels/cpu/cpu.h has the semantics); M, S (double), losses fp32 ----
+template <typename T>
+void tp_xent_max(float *M, const T *logits, int N, int Vl, int nreal, cudaStream_t stream);
+template <typename T>
+void tp_xent_exp(double *S, T *ex, const T *logits, const float *M, const int32_t *targets, int N,
+                 int Vl, int nreal, int v0, cudaStream_t stream);
+template <typename T>
+void tp_xent_finish(float *losses, T *probs, const double *S, const float *M,
+                    const int32_t *targets, int N, int Vl, int nreal, cudaStream_t stream);
+template <typename T>
+void tp_xent_backward(T *dlogits, const float *dlosses, const T *probs, const int32_t *targets,
+                      int N, int Vl, int v0, cudaStream_t stream);
 
 // ---- matmul.cu: cuBLASLt with fused epilogues (GPU only) ----
 // wt == 0: weight[C,OC] (out = inp @ weight); wt == 1: weight[OC,C] (out = inp @ weight^T)

@@ -8,7 +8,7 @@
 #      twin on fresh random inputs; prints one table (op, dtype, shape, max normalised error,
 #      bound, pass/fail) and "test_gpu_ops: N checks, M failed".
 #   3. the trainer with device: cuda against the CPU backend (tests/e2e/cuda_emu.sh), when the
-#      full CMake build works here; 3b. data parallel on the GPU, 2 ranks vs 1 process
+#      full CMake build works here; 3b. data and tensor parallel on the GPU vs 1 process
 #      (tests/parallel/cuda_emu.sh: NCCL with 2+ GPUs, staged on one); 3c. the NCCL
 #      communicator vs the host one (tests/gpu/nccl.sh); 4. benchmarks/gpt_train --device cuda vs PyTorch.
 # Usage: tests/gpu/run.sh [build-dir]   (logs also under $OUT when the device tool sets it)
@@ -66,7 +66,7 @@ else
     ( $NV -c "$f" -o "$SB/$b.o" >"$SB/$b.log" 2>&1 || { cat "$SB/$b.log"; exit 1; } ) &
     pids+=($!)
   done
-  for f in encoder layernorm matmul gelu residual attention softmax_xent adamw vecmath; do
+  for f in encoder layernorm matmul gelu residual attention softmax_xent tp_xent adamw vecmath; do
     $CC -c "kernels/cpu/$f.c" -o "$SB/cpu_$f.o" || exit 1
   done
   gcc -std=gnu11 -O2 -I"$ROOT" -c tests/test_util.c -o "$SB/test_util.o" || exit 1
@@ -93,14 +93,14 @@ if [ "$BIN" = "$BUILD/tests/test_gpu_ops" ]; then
     say "trainer on the GPU vs the CPU (tests/e2e/cuda_emu.sh)"
     bash tests/e2e/cuda_emu.sh "$BUILD/mforge" "$BUILD/testdata" "$BUILD/mforge" 2>&1 | tee "$LOG/train_gpu.log"
     [ "${PIPESTATUS[0]}" = 0 ] || RC=1
-    # ---- 3b. data parallel on the GPU: 2 ranks vs 1 process, plain and ZeRO-1, the emulation
+    # ---- 3b. data and tensor parallel on the GPU vs 1 process (DP, ZeRO-1, TP 2, DP 2 x TP 2), the emulation
     # build's checks (tests/parallel/cuda_emu.sh) with the real mforge; NCCL with 2+ GPUs,
     # the staged communicator on one (NCCL refuses two ranks on one device)
     NG=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
     if command -v mpirun >/dev/null 2>&1; then
       DC=host
       [ "${NG:-0}" -ge 2 ] && DC=nccl
-      say "data parallel on the GPU, device_comm $DC (tests/parallel/cuda_emu.sh)"
+      say "data and tensor parallel on the GPU, device_comm $DC (tests/parallel/cuda_emu.sh)"
       DEVICE_COMM=$DC bash tests/parallel/cuda_emu.sh "$BUILD/mforge" "$BUILD/testdata" \
         "mpirun --allow-run-as-root --oversubscribe" "$BUILD/tests/ckpt_compare" none "$BUILD/mforge" 2>&1 |
         tee "$LOG/dp_gpu.log"

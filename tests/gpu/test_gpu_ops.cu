@@ -33,6 +33,8 @@ int main(void) {
   s.xent = {256, 50257, 50304, 33, 67, 72};
   s.opt = {(size_t)10000003, 1003};
   s.bias = {8192, 3072, 67, 72};
+  s.tpe = {4, 1024, 768, 50304, 2, 1, 67, 96, 64, 4};  // B, T, C, Vp, tp
+  s.tpx = {256, 50257, 50304, 2, 13, 20, 64, 2, 3, 67, 72, 4};  // N, V, Vp, tp
   run_dtype<float>(s, 1e-5);
   run_dtype<bf16>(s, 1e-2);
   check_cast((size_t)1 << 24);

@@ -22,12 +22,13 @@ run() {
 losses() { grep '"loss"' "$TMP/$1/metrics.jsonl" | sed -E 's/.*"step":([0-9]+),"loss":([^,]+),.*/\1 \2/'; }
 val_loss() { grep '"val_loss"' "$TMP/$1/metrics.jsonl" | tail -1 | sed -E 's/.*"val_loss":([^,]+),.*/\1/'; }
 
-# same_losses A B FROM TO: steps FROM..TO present in both, relative difference <= 1e-5
+# same_losses A B FROM TO [TOL]: steps FROM..TO present in both, relative difference <= TOL
+# (default 1e-5)
 same_losses() {
-  local a="$1" b="$2" from="$3" to="$4" out
-  out=$(join <(losses "$a" | sort -k1,1) <(losses "$b" | sort -k1,1) | sort -n | awk -v f="$from" -v t="$to" '
+  local a="$1" b="$2" from="$3" to="$4" tol="${5:-1e-5}" out
+  out=$(join <(losses "$a" | sort -k1,1) <(losses "$b" | sort -k1,1) | sort -n | awk -v f="$from" -v t="$to" -v tol="$tol" '
     $1 >= f && $1 <= t { n++; d = $2 - $3; if (d < 0) d = -d; r = d / ($2 < 0 ? -$2 : $2); if (r > m) m = r }
-    END { printf "%d %.3g", n, m; exit !(n == t - f + 1 && m <= 1e-5) }')
+    END { printf "%d %.3g", n, m; exit !(n == t - f + 1 && m <= tol) }')
   local rc=$?
   if [ $rc -eq 0 ]; then ok; echo "ok: losses $a vs $b, steps $from-$to: $out (steps, max relative difference)"
   else bad "losses $a vs $b, steps $from-$to: $out (steps, max relative difference)"
