@@ -33,6 +33,8 @@ typedef struct mf_backend {
   MF_TYPEOF(adamw_update) *adamw_update;
   MF_TYPEOF(sumsq) *sumsq;
   MF_TYPEOF(attention_kv_forward) *attention_kv_forward;
+  /* forward only: mf_residual_layernorm's backward runs residual's and layernorm's entries */
+  MF_TYPEOF(residual_layernorm_forward) *residual_layernorm_forward;
   void *(*alloc)(size_t bytes);   /* 64-byte aligned; NULL on failure */
   void (*free)(void *p);
   void (*memset0)(void *p, size_t bytes);

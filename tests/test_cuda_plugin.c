@@ -22,6 +22,7 @@ int main(void) {
 #include "kernels/ops.def"
 #undef MF_OP
   CHECK(be->accumulate && be->adamw_update && be->sumsq);
+  CHECK(be->residual_layernorm_forward); /* the non-op entries the model calls on the device */
   CHECK(be->alloc && be->free && be->memset0 && be->to_device && be->to_host);
   /* a second call returns the same table without reloading; the bf16 one is there too */
   CHECK(mf_device_cuda_backend(0, why, sizeof why) == be);

@@ -23,6 +23,7 @@ const mf_backend mf_backend_cpu = {
     .adamw_update = adamw_update,
     .sumsq = sumsq,
     .attention_kv_forward = attention_kv_forward,
+    .residual_layernorm_forward = residual_layernorm_forward,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .memset0 = cpu_memset0,
