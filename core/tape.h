@@ -69,7 +69,10 @@ const char *mf_op_name(mf_op_id op);
  * GELU outputs of a step share one buffer (each is consumed by the next matmul at once)
  * and backward makes each again from its stored input just before the node that reads
  * it. 2: also the layernorm outputs (from the stored input, mean and rstd). Gradients are
- * bitwise those of level 0 (the same kernels on the same inputs). */
+ * bitwise those of level 0 (the same kernels on the same inputs). One exception on a GPU:
+ * matmul_gelu's forward takes its GELU from cuBLASLt's epilogue and the recompute from
+ * gelu_forward on the saved matmul output, which agree to rounding only (bitwise on the
+ * CPU and the emulator). */
 enum { MF_REMAT_GELU, MF_REMAT_LAYERNORM, MF_REMAT_KINDS };
 void mf_ctx_set_recompute(mf_ctx *c, int level);
 int mf_ctx_recompute(const mf_ctx *c);

@@ -43,6 +43,8 @@ typedef struct mf_backend {
   MF_TYPEOF(tp_xent_exp) *tp_xent_exp;
   MF_TYPEOF(tp_xent_finish) *tp_xent_finish;
   MF_TYPEOF(tp_xent_backward) *tp_xent_backward;
+  /* forward only: mf_residual_layernorm's backward runs residual's and layernorm's entries */
+  MF_TYPEOF(residual_layernorm_forward) *residual_layernorm_forward;
   void *(*alloc)(size_t bytes);   /* 64-byte aligned; NULL on failure */
   void (*free)(void *p);
   void (*memset0)(void *p, size_t bytes);

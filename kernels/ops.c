@@ -50,14 +50,17 @@ mf_tensor *mf_encoder(mf_ctx *c, mf_tensor *idx, mf_tensor *wte, mf_tensor *wpe)
   return out;
 }
 
-mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b) {
-  if (!x) return NULL;
-  int C = (int)x->shape[x->ndim - 1], N = (int)rows_of(x);
-  assert(mf_numel(w) == C && mf_numel(b) == C);
+/* a layernorm's output (recomputable, MF_REMAT_LAYERNORM) and its saved statistics */
+static mf_tensor *ln_outputs(mf_ctx *c, const mf_tensor *x, int N, float **mean, float **rstd) {
   mf_tensor *out = mf_ctx_remat_tensor(c, MF_REMAT_LAYERNORM, BE(c)->act, x->ndim, x->shape);
-  float *mean = mf_ctx_alloc(c, (size_t)N * 4), *rstd = mf_ctx_alloc(c, (size_t)N * 4);
-  if (!out || !mean || !rstd) return NULL;
-  BE(c)->layernorm_forward(out->data, mean, rstd, x->data, w->data, b->data, N, C);
+  *mean = mf_ctx_alloc(c, (size_t)N * 4);
+  *rstd = mf_ctx_alloc(c, (size_t)N * 4);
+  return out && *mean && *rstd ? out : NULL;
+}
+
+/* the layernorm node x -> out, whoever ran the forward kernel */
+static void ln_record(mf_ctx *c, mf_tensor *out, mf_tensor *x, mf_tensor *w, mf_tensor *b, float *mean,
+                      float *rstd, int N, int C) {
   mf_node *nd = record(c, MF_OP_layernorm, out, x, w, b);
   if (nd) {
     nd->p.layernorm = (mf_layernorm_params){.N = N, .C = C};
@@ -65,6 +68,17 @@ mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b) {
     nd->saved[1] = rstd;
   }
   mf_ctx_remat_made(c, out, nd);
+}
+
+mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b) {
+  if (!x) return NULL;
+  int C = (int)x->shape[x->ndim - 1], N = (int)rows_of(x);
+  assert(mf_numel(w) == C && mf_numel(b) == C);
+  float *mean, *rstd;
+  mf_tensor *out = ln_outputs(c, x, N, &mean, &rstd);
+  if (!out) return NULL;
+  BE(c)->layernorm_forward(out->data, mean, rstd, x->data, w->data, b->data, N, C);
+  ln_record(c, out, x, w, b, mean, rstd, N, C);
   return out;
 }
 
@@ -79,6 +93,30 @@ mf_tensor *mf_matmul(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt
   BE(c)->matmul_forward(out->data, x->data, w->data, b ? b->data : NULL, N, C, OC, wt);
   mf_node *nd = record(c, MF_OP_matmul, out, x, w, b);
   if (nd) nd->p.matmul = (mf_matmul_params){.N = N, .C = C, .OC = OC, .wt = wt};
+  return out;
+}
+
+mf_tensor *mf_matmul_gelu(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt) {
+  if (!x) return NULL;
+  if (!b) { /* the GPU's fused epilogue adds a bias; there is no bias-free variant */
+    mf_ctx_fail(c, MF_ERR(MF_ERR_INTERNAL, "matmul_gelu needs a bias"));
+    return NULL;
+  }
+  int C = (int)x->shape[x->ndim - 1], N = (int)rows_of(x);
+  int OC = (int)(wt ? w->shape[0] : w->shape[1]);
+  assert((wt ? w->shape[1] : w->shape[0]) == C && mf_numel(b) == OC);
+  /* allocated in mf_matmul + mf_gelu's order, so the arena is laid out as theirs */
+  mf_tensor *pre = like(c, x, OC);
+  if (!pre) return NULL;
+  mf_tensor *out = mf_ctx_remat_tensor(c, MF_REMAT_GELU, BE(c)->act, x->ndim, pre->shape);
+  if (!out) return NULL;
+  BE(c)->matmul_gelu_forward(out->data, pre->data, x->data, w->data, b->data, N, C, OC, wt);
+  mf_node *nd = record(c, MF_OP_matmul_gelu, out, x, w, b);
+  if (nd) {
+    nd->p.matmul_gelu = (mf_matmul_gelu_params){.N = N, .C = C, .OC = OC, .wt = wt};
+    nd->saved[0] = pre->data;
+  }
+  mf_ctx_remat_made(c, out, nd);
   return out;
 }
 
@@ -103,6 +141,29 @@ mf_tensor *mf_residual(mf_ctx *c, mf_tensor *a, mf_tensor *b) {
   BE(c)->residual_forward(out->data, a->data, b->data, (size_t)N);
   mf_node *nd = record(c, MF_OP_residual, out, a, b, NULL);
   if (nd) nd->p.residual = (mf_residual_params){.N = N};
+  return out;
+}
+
+mf_tensor *mf_residual_layernorm(mf_ctx *c, mf_tensor *a, mf_tensor *b, mf_tensor *w, mf_tensor *bias,
+                                 mf_tensor **resid_out) {
+  *resid_out = NULL;
+  if (!a || !b) return NULL;
+  assert(mf_numel(a) == mf_numel(b));
+  int C = (int)a->shape[a->ndim - 1], N = (int)rows_of(a);
+  assert(mf_numel(w) == C && mf_numel(bias) == C);
+  /* allocated in mf_residual + mf_layernorm's order (the same arena layout) */
+  mf_tensor *resid = like(c, a, C);
+  if (!resid) return NULL;
+  float *mean, *rstd;
+  mf_tensor *out = ln_outputs(c, a, N, &mean, &rstd);
+  if (!out) return NULL;
+  BE(c)->residual_layernorm_forward(out->data, resid->data, mean, rstd, a->data, b->data, w->data,
+                                    bias->data, N, C);
+  /* the unfused pair's nodes: residual (-> resid), then layernorm (resid -> out) */
+  mf_node *nd = record(c, MF_OP_residual, resid, a, b, NULL);
+  if (nd) nd->p.residual = (mf_residual_params){.N = mf_numel(a)};
+  ln_record(c, out, resid, w, bias, mean, rstd, N, C);
+  *resid_out = resid;
   return out;
 }
 
@@ -186,6 +247,20 @@ static void matmul_bwd(mf_ctx *c, const mf_node *nd) {
   grad_done(c, x, dx);
 }
 
+/* the gradient of pre_gelu is scratch from the gradient pool: the same buffer the unfused
+ * gelu node's dx would take, handed back at once */
+static void matmul_gelu_bwd(mf_ctx *c, const mf_node *nd) {
+  const mf_matmul_gelu_params *p = &nd->p.matmul_gelu;
+  mf_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+  float *dpre = mf_ctx_grad_alloc(c, mf_nbytes(nd->out));
+  float *dx = grad_dst(c, x), *dw = grad_dst(c, w), *db = grad_dst(c, b);
+  if (mf_ctx_status(c) != MF_OK) return;
+  BE(c)->matmul_gelu_backward(dx, dw, db, dpre, nd->out->grad, x->data, w->data, nd->saved[0], p->N,
+                              p->C, p->OC, p->wt);
+  mf_ctx_grad_release(c, dpre);
+  grad_done(c, x, dx);
+}
+
 static void gelu_bwd(mf_ctx *c, const mf_node *nd) {
   mf_tensor *x = nd->in[0];
   float *dx = grad_dst(c, x);
@@ -232,6 +307,9 @@ void mf_op_recompute(mf_ctx *c, const mf_node *nd) {
   switch (nd->op) {
   case MF_OP_gelu:
     BE(c)->gelu_forward(nd->out->data, nd->in[0]->data, (size_t)nd->p.gelu.N);
+    break;
+  case MF_OP_matmul_gelu: /* from the saved matmul output, as mf_gelu's from its input */
+    BE(c)->gelu_forward(nd->out->data, nd->saved[0], (size_t)nd->p.matmul_gelu.N * nd->p.matmul_gelu.OC);
     break;
   case MF_OP_layernorm: /* mean and rstd come out as stored: the same kernel on the same input */
     BE(c)->layernorm_forward(nd->out->data, nd->saved[0], nd->saved[1], nd->in[0]->data, nd->in[1]->data,

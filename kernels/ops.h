@@ -13,8 +13,18 @@ mf_tensor *mf_encoder(mf_ctx *c, mf_tensor *idx, mf_tensor *wte, mf_tensor *wpe)
 mf_tensor *mf_layernorm(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b);
 /* x[..,C] @ w[C,OC] (wt=0) or w[OC,C]^T (wt=1) + b[OC] (may be NULL) -> [..,OC] */
 mf_tensor *mf_matmul(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt);
+/* gelu(x[..,C] @ w + b[OC]) -> [..,OC], w as mf_matmul, bias required: mf_gelu(mf_matmul())
+ * in one op (the GPU applies the GELU in the GEMM's epilogue); the matmul output is saved
+ * for the backward, the GELU output is recomputable (MF_REMAT_GELU) as mf_gelu's */
+mf_tensor *mf_matmul_gelu(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt);
 mf_tensor *mf_gelu(mf_ctx *c, mf_tensor *x);
 mf_tensor *mf_residual(mf_ctx *c, mf_tensor *a, mf_tensor *b);
+/* mf_layernorm(mf_residual(a, b), w, bias) with one forward kernel: a[..,C] + b[..,C] -> the
+ * layernorm output [..,C]; *resid_out receives the sum (the residual stream goes on). Not an
+ * op of ops.def: it records a residual node and a layernorm node, whose backward (and
+ * recompute, and gradient recycling) are the unfused pair's. */
+mf_tensor *mf_residual_layernorm(mf_ctx *c, mf_tensor *a, mf_tensor *b, mf_tensor *w, mf_tensor *bias,
+                                 mf_tensor **resid_out);
 /* qkv[B,T,3C] -> [B,T,C], causal, n_head heads */
 mf_tensor *mf_attention(mf_ctx *c, mf_tensor *qkv, int n_head);
 /* logits[N,Vp] (consumed: overwritten by the softmax), targets[N] i32 (-1 = ignore),
@@ -24,7 +34,7 @@ mf_tensor *mf_softmax_xent(mf_ctx *c, mf_tensor *logits, mf_tensor *targets, int
 /* Runs one node's backward kernels (called by mf_backward). */
 void mf_op_backward(mf_ctx *c, const mf_node *nd);
 /* Runs a recomputable node's forward kernel again into its output (mf_backward, under
- * `recompute`; gelu and layernorm). */
+ * `recompute`; gelu, matmul_gelu and layernorm). */
 void mf_op_recompute(mf_ctx *c, const mf_node *nd);
 
 #endif

@@ -2,12 +2,17 @@
 #  - test_cuda_emu_kernels (MF_CUDA_EMULATION, CI): tests/test_cuda_kernels.cpp, every kernel
 #    on the CPU emulator against its CPU twin (ctest -R emu). matmul.cu (cuBLASLt) is not
 #    built there (kernels/cuda/emu/skip.txt) and shows as skipped.
+#  - test_cuda_emu_backend (MF_CUDA_EMULATION): the backend tables' entries that combine
+#    launchers (matmul_gelu, residual_layernorm_forward) against the CPU twins and the
+#    unfused entries (tests/test_cuda_emu_backend.cpp).
 #  - test_gpu_ops (MF_HAVE_CUDA): tests/gpu/test_gpu_ops.cu against the real kernels and
 #    cuBLASLt; tests/gpu/run.sh runs it on a GPU machine. It is built whenever nvcc is found
 #    (also next to the emulation build) so that it keeps compiling in CI, where it runs and
 #    says "skipped: no GPU".
 if(MF_CUDA_EMULATION AND COMMAND mf_cuda_emu_test)
   mf_cuda_emu_test(test_cuda_emu_kernels SOURCES test_cuda_kernels.cpp TIMEOUT 600)
+  # the backend tables' composite entries (matmul_gelu, residual_layernorm_forward)
+  mf_cuda_emu_test(test_cuda_emu_backend TIMEOUT 300)
 endif()
 
 if(MF_HAVE_CUDA)

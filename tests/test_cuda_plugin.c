@@ -22,6 +22,9 @@ int main(void) {
 #include "kernels/ops.def"
 #undef MF_OP
   CHECK(be->accumulate && be->adamw_update && be->sumsq);
+  CHECK(be->residual_layernorm_forward); /* the non-op entries the model calls on the device */
+  CHECK(be->tp_embed_forward && be->tp_embed_backward && be->bias_forward && be->bias_backward); /* TP */
+  CHECK(be->tp_xent_max && be->tp_xent_exp && be->tp_xent_finish && be->tp_xent_backward);
   CHECK(be->alloc && be->free && be->memset0 && be->to_device && be->to_host);
   /* a second call returns the same table without reloading; the bf16 one is there too */
   CHECK(mf_device_cuda_backend(0, why, sizeof why) == be);

@@ -14,14 +14,19 @@
  * Also: vexpf accuracy and special values, AdamW over 3 steps against PyTorch's formula in
  * double, sumsq, KV-cache attention against full causal attention (prefill, decode, mixed
  * positions), bitwise determinism of the reduced parameter gradients, and the same bits
- * on one thread where a kernel's split does not depend on the thread count. */
+ * on one thread where a kernel's split does not depend on the thread count.
+ * Fused kernels (matmul_gelu, residual_layernorm_forward) give the bits of the kernels they
+ * fuse, and through the tape the fused ops (mf_matmul_gelu, mf_residual_layernorm) give the
+ * unfused ops' outputs and gradients bit for bit, under every recompute level. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/ops.h"
 #include "tests/test.h"
 
 #define FWD_TOL 1e-5
@@ -544,6 +549,208 @@ static void test_residual(void) {
   }
 }
 
+/* ================================ matmul_gelu ================================ */
+
+typedef struct {
+  int N, C, OC, wt;
+  double *x, *w, *b, *R;
+} mg_ctx;
+
+/* L = sum(gelu(x @ W + b) R) in double */
+static double mg_loss(void *p) {
+  mg_ctx *e = p;
+  size_t n = (size_t)e->N * e->OC;
+  double *out = malloc(n * sizeof(double));
+  ref_matmul(out, e->x, e->w, e->b, e->N, e->C, e->OC, e->wt);
+  for (size_t i = 0; i < n; i++) out[i] = ref_gelu(out[i]);
+  double L = dot_d(out, e->R, n);
+  free(out);
+  return L;
+}
+
+static void test_matmul_gelu(void) {
+  const int shapes[][3] = {{1, 3, 5}, {7, 17, 33}, {5, 7, 6}, {64, 96, 384}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int wt = 0; wt < 2; wt++) {
+      int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+      size_t nx = (size_t)N * C, nw = (size_t)C * OC, no = (size_t)N * OC;
+      float *x = randf(nx, -1, 1), *w = randf(nw, -1, 1), *b = randf(OC, -1, 1);
+      float *out = nanf_buf(no), *pre = nanf_buf(no), *out2 = nanf_buf(no), *pre2 = nanf_buf(no);
+      double *xd = to_d(x, nx), *wd = to_d(w, nw), *bd = to_d(b, OC), *ref = malloc(no * sizeof(double));
+      matmul_gelu_forward(out, pre, x, w, b, N, C, OC, wt);
+      ref_matmul(ref, xd, wd, bd, N, C, OC, wt);
+      double e1 = mf_test_nerr(pre, ref, no);
+      for (size_t i = 0; i < no; i++) ref[i] = ref_gelu(ref[i]);
+      double e2 = mf_test_nerr(out, ref, no);
+      CHECKF(e1 <= FWD_TOL && e2 <= FWD_TOL, "matmul_gelu fwd N=%d C=%d OC=%d wt=%d: pre %.3g out %.3g", N, C,
+             OC, wt, e1, e2);
+      /* the unfused pair gives the same bits (what keeps the model's losses unchanged) */
+      matmul_forward(pre2, x, w, b, N, C, OC, wt);
+      gelu_forward(out2, pre2, no);
+      CHECKF(memcmp(pre, pre2, no * 4) == 0 && memcmp(out, out2, no * 4) == 0,
+             "matmul_gelu fwd N=%d C=%d OC=%d wt=%d: not bitwise matmul + gelu", N, C, OC, wt);
+
+      /* backward: dinp written over NaN, dweight/dbias accumulated onto random values */
+      float *R = randf(no, -1, 1), *dx = nanf_buf(nx), *dw = randf(nw, -1, 1), *db = randf(OC, -1, 1);
+      float *dpre = nanf_buf(no), *dw0 = copyf(dw, nw), *db0 = copyf(db, OC);
+      matmul_gelu_backward(dx, dw, db, dpre, R, x, w, pre, N, C, OC, wt);
+      float *dx2 = nanf_buf(nx), *dw2 = copyf(dw0, nw), *db2 = copyf(db0, OC), *dpre2 = nanf_buf(no);
+      gelu_backward(dpre2, pre2, R, no);
+      matmul_backward(dx2, dw2, db2, dpre2, x, w, N, C, OC, wt);
+      CHECKF(memcmp(dx, dx2, nx * 4) == 0 && memcmp(dw, dw2, nw * 4) == 0 && memcmp(db, db2, OC * 4) == 0,
+             "matmul_gelu bwd N=%d C=%d OC=%d wt=%d: not bitwise gelu + matmul backward", N, C, OC, wt);
+      if (nw <= 1200) { /* finite differences of the double reference */
+        mg_ctx ctx = {N, C, OC, wt, xd, wd, bd, to_d(R, no)};
+        double *gx = malloc(nx * sizeof(double)), *gw = malloc(nw * sizeof(double)),
+               *gb = malloc(OC * sizeof(double));
+        fd_grad(gx, xd, nx, mg_loss, &ctx);
+        fd_grad(gw, wd, nw, mg_loss, &ctx);
+        fd_grad(gb, bd, OC, mg_loss, &ctx);
+        double *rw = plus_base(gw, dw0, nw), *rb = plus_base(gb, db0, OC);
+        double g1 = mf_test_nerr(dx, gx, nx), g2 = mf_test_nerr(dw, rw, nw), g3 = mf_test_nerr(db, rb, OC);
+        CHECKF(g1 <= GRAD_TOL && g2 <= GRAD_TOL && g3 <= GRAD_TOL,
+               "matmul_gelu bwd N=%d C=%d OC=%d wt=%d: dx %.3g dw %.3g db %.3g", N, C, OC, wt, g1, g2, g3);
+        /* NULL dinp, dweight, dbias are skipped; dpre may alias dout */
+        float *dw3 = copyf(dw0, nw), *dout = copyf(R, no), *dx3 = nanf_buf(nx);
+        matmul_gelu_backward(NULL, dw3, NULL, dout, dout, x, w, pre, N, C, OC, wt);
+        CHECK(mf_test_nerr(dw3, rw, nw) <= GRAD_TOL);
+        memcpy(dout, R, no * 4);
+        matmul_gelu_backward(dx3, NULL, NULL, dout, dout, x, w, pre, N, C, OC, wt);
+        CHECK(mf_test_nerr(dx3, gx, nx) <= GRAD_TOL);
+        free(ctx.R), free(gx), free(gw), free(gb), free(rw), free(rb), free(dw3), free(dout), free(dx3);
+      }
+      free(x), free(w), free(b), free(out), free(pre), free(out2), free(pre2), free(xd), free(wd), free(bd);
+      free(ref), free(R), free(dx), free(dw), free(db), free(dpre), free(dw0), free(db0), free(dx2), free(dw2);
+      free(db2), free(dpre2);
+    }
+}
+
+/* ================================ residual_layernorm ================================ */
+
+/* the fused kernel against residual_forward + layernorm_forward, bit for bit (N * C past
+ * the threads' threshold in the last shape) */
+static void test_residual_layernorm(void) {
+  const int shapes[][2] = {{1, 3}, {7, 17}, {5, 768}, {64, 384}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int N = shapes[s][0], C = shapes[s][1];
+    size_t n = (size_t)N * C;
+    float *a = randf(n, -2, 2), *b = randf(n, -2, 2), *w = randf(C, 0.5f, 1.5f), *bias = randf(C, -0.5f, 0.5f);
+    for (size_t i = 0; i < n; i += 3) a[i] += 10.0f;
+    float *out = nanf_buf(n), *resid = nanf_buf(n), *mean = nanf_buf(N), *rstd = nanf_buf(N);
+    float *out2 = nanf_buf(n), *resid2 = nanf_buf(n), *mean2 = nanf_buf(N), *rstd2 = nanf_buf(N);
+    residual_layernorm_forward(out, resid, mean, rstd, a, b, w, bias, N, C);
+    residual_forward(resid2, a, b, n);
+    layernorm_forward(out2, mean2, rstd2, resid2, w, bias, N, C);
+    CHECKF(memcmp(out, out2, n * 4) == 0 && memcmp(resid, resid2, n * 4) == 0 &&
+               memcmp(mean, mean2, N * 4) == 0 && memcmp(rstd, rstd2, N * 4) == 0,
+           "residual_layernorm N=%d C=%d: not bitwise residual + layernorm", N, C);
+    float *out3 = nanf_buf(n), *resid3 = nanf_buf(n); /* statistics are optional */
+    residual_layernorm_forward(out3, resid3, NULL, NULL, a, b, w, bias, N, C);
+    CHECK(memcmp(out3, out, n * 4) == 0 && memcmp(resid3, resid, n * 4) == 0);
+    free(a), free(b), free(w), free(bias), free(out), free(resid), free(mean), free(rstd), free(out2);
+    free(resid2), free(mean2), free(rstd2), free(out3), free(resid3);
+  }
+}
+
+/* ============================ the fused ops on the tape ============================ */
+
+typedef struct {
+  mf_tensor t;
+  float *init;
+} tparam;
+
+/* a parameter tensor with random values and a zeroed gradient */
+static void tp_make(tparam *p, int ndim, const int64_t *shape, float lo, float hi) {
+  p->t = mf_view(NULL, MF_F32, ndim, shape);
+  size_t n = (size_t)mf_numel(&p->t);
+  p->t.data = randf(n, lo, hi);
+  p->t.grad = calloc(n, sizeof(float));
+  p->t.is_param = p->t.requires_grad = 1;
+}
+
+enum { TP_WA, TP_WB, TP_LW, TP_LB, TP_W1, TP_B1, TP_W2, TP_R, TP_N };
+enum { TG_LAYERS = 2 };
+
+/* One forward + backward of a small graph around the fused ops or their unfused forms:
+ *   s = X Wa, d = X Wb; TG_LAYERS times: s = s + d, h = LN(s), f = gelu(h W1 + b1), d = f W2;
+ *   y = (s + d) R.
+ * Two layers, so under recompute one GELU and one layernorm output take the other's buffer
+ * and backward must remake them. Copies out each layer's h, s, f as made, y, and every
+ * parameter gradient. */
+static void tape_graph(int fused, int recompute, tparam *P, const mf_tensor *X, int N, int C, int H,
+                       float *outs /* [TG_LAYERS (2 N C + N H) + N] */, float *grads /* the params' sizes */) {
+  mf_ctx *c = mf_ctx_create(&mf_backend_cpu, 1 << 20);
+  mf_ctx_set_recompute(c, recompute);
+  for (int i = 0; i < TP_N; i++) memset(P[i].t.grad, 0, mf_nbytes(&P[i].t));
+  mf_tensor *x = (mf_tensor *)X;
+  mf_tensor *s = mf_matmul(c, x, &P[TP_WA].t, NULL, 0), *d = mf_matmul(c, x, &P[TP_WB].t, NULL, 0);
+  size_t nc = (size_t)N * C, nh = (size_t)N * H;
+  for (int l = 0; l < TG_LAYERS; l++) {
+    mf_tensor *h, *f;
+    if (fused) {
+      h = mf_residual_layernorm(c, s, d, &P[TP_LW].t, &P[TP_LB].t, &s);
+      f = mf_matmul_gelu(c, h, &P[TP_W1].t, &P[TP_B1].t, 0);
+    } else {
+      s = mf_residual(c, s, d);
+      h = mf_layernorm(c, s, &P[TP_LW].t, &P[TP_LB].t);
+      f = mf_gelu(c, mf_matmul(c, h, &P[TP_W1].t, &P[TP_B1].t, 0));
+    }
+    CHECKF(f != NULL, "tape graph (fused %d, recompute %d): %s", fused, recompute, mf_error_message());
+    if (!f) break;
+    memcpy(outs, h->data, nc * 4); /* before the next layer takes a shared buffer */
+    memcpy(outs + nc, s->data, nc * 4);
+    memcpy(outs + 2 * nc, f->data, nh * 4);
+    outs += 2 * nc + nh;
+    d = mf_matmul(c, f, &P[TP_W2].t, NULL, 0);
+  }
+  mf_tensor *y = mf_matmul(c, mf_residual(c, s, d), &P[TP_R].t, NULL, 0);
+  CHECK(y != NULL);
+  if (y) {
+    memcpy(outs, y->data, (size_t)N * 4);
+    CHECK(mf_backward(c, y, 1.0f) == MF_OK);
+  }
+  for (int i = 0; i < TP_N; i++) {
+    memcpy(grads, P[i].t.grad, mf_nbytes(&P[i].t));
+    grads += mf_numel(&P[i].t);
+  }
+  mf_ctx_destroy(c);
+}
+
+/* mf_residual_layernorm and mf_matmul_gelu against the unfused ops: the same outputs and
+ * parameter gradients bit for bit, also under recompute (which remakes the fused ops'
+ * layernorm and GELU outputs from what they saved) */
+static void test_fused_tape(void) {
+  const int N = 6, C = 24, H = 40, K = 10;
+  tparam P[TP_N];
+  tp_make(&P[TP_WA], 2, (int64_t[]){K, C}, -1, 1);
+  tp_make(&P[TP_WB], 2, (int64_t[]){K, C}, -1, 1);
+  tp_make(&P[TP_LW], 1, (int64_t[]){C}, 0.5f, 1.5f);
+  tp_make(&P[TP_LB], 1, (int64_t[]){C}, -0.5f, 0.5f);
+  tp_make(&P[TP_W1], 2, (int64_t[]){C, H}, -1, 1);
+  tp_make(&P[TP_B1], 1, (int64_t[]){H}, -1, 1);
+  tp_make(&P[TP_W2], 2, (int64_t[]){H, C}, -0.3f, 0.3f);
+  tp_make(&P[TP_R], 2, (int64_t[]){C, 1}, -1, 1);
+  float *xd = randf((size_t)N * K, -1, 1);
+  mf_tensor X = mf_view(xd, MF_F32, 2, (int64_t[]){N, K});
+  size_t nout = TG_LAYERS * ((size_t)2 * N * C + (size_t)N * H) + N, ng = 0;
+  for (int i = 0; i < TP_N; i++) ng += (size_t)mf_numel(&P[i].t);
+  float *o0 = malloc(nout * 4), *g0 = malloc(ng * 4), *o1 = malloc(nout * 4), *g1 = malloc(ng * 4);
+  tape_graph(0, 0, P, &X, N, C, H, o0, g0);
+  int nz = 0;
+  for (size_t i = 0; i < ng; i++) nz += g0[i] != 0;
+  CHECKF(nz > (int)ng * 9 / 10, "tape graph: only %d of %zu gradient elements are nonzero", nz, ng);
+  for (int rc = 0; rc <= 2; rc++) {
+    tape_graph(1, rc, P, &X, N, C, H, o1, g1);
+    CHECKF(memcmp(o0, o1, nout * 4) == 0, "fused ops (recompute %d): outputs differ from the unfused ops", rc);
+    size_t diff = 0;
+    for (size_t i = 0; i < ng; i++) diff += g0[i] != g1[i];
+    CHECKF(diff == 0, "fused ops (recompute %d): %zu of %zu gradient elements differ from the unfused ops", rc,
+           diff, ng);
+  }
+  for (int i = 0; i < TP_N; i++) free(P[i].t.data), free(P[i].t.grad);
+  free(xd), free(o0), free(g0), free(o1), free(g1);
+}
+
 /* ================================ attention ================================ */
 
 static void ref_attention(double *out /* [B,T,C] */, double *lse /* [B,NH,T] or NULL */,
@@ -892,6 +1099,9 @@ int main(void) {
   test_matmul();
   test_gelu();
   test_residual();
+  test_matmul_gelu();
+  test_residual_layernorm();
+  test_fused_tape();
   test_attention();
   test_attention_kv();
   test_softmax_xent();

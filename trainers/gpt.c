@@ -154,20 +154,34 @@ void mf_gpt_free(mf_gpt *g) {
   free(g);
 }
 
+/* the layernorm that follows block l's MLP residual: block l+1's ln_1, or ln_f after the
+ * last block */
+static void next_ln(const mf_gpt *g, int l, mf_tensor **w, mf_tensor **b) {
+  *w = l + 1 < g->L ? g->h[l + 1].ln_1_w : g->ln_f_w;
+  *b = l + 1 < g->L ? g->h[l + 1].ln_1_b : g->ln_f_b;
+}
+
+/* Both forwards fuse each residual add with the layernorm that reads the sum
+ * (mf_residual_layernorm), so only the first block's ln_1 is a layernorm on its own, and
+ * the MLP up-projection with its GELU (mf_matmul_gelu); the tape and the gradients are the
+ * unfused model's. */
+
 /* Megatron-LM: f before each column-parallel layer, g after each row-parallel one */
 static mf_tensor *forward_tp(mf_gpt *g, mf_ctx *c, mf_tensor *idx, mf_tensor *targets) {
   mf_comm *tp = g->tp_comm;
-  mf_tensor *x = mf_tp_embed(c, idx, g->wte, g->wpe, g->v0, tp);
+  mf_tensor *x = mf_tp_embed(c, idx, g->wte, g->wpe, g->v0, tp), *lw, *lb;
+  next_ln(g, -1, &lw, &lb);
+  mf_tensor *h = mf_tp_copy(c, mf_layernorm(c, x, lw, lb), tp);
   for (int l = 0; l < g->L; l++) {
     mf_gpt_block *b = &g->h[l];
-    mf_tensor *h = mf_tp_copy(c, mf_layernorm(c, x, b->ln_1_w, b->ln_1_b), tp);
     mf_tensor *a = mf_attention(c, mf_matmul(c, h, b->c_attn_w, b->c_attn_b, 0), g->NHl);
-    x = mf_residual(c, x, mf_tp_reduce(c, mf_matmul(c, a, b->attn_proj_w, NULL, 0), b->attn_proj_b, tp));
-    h = mf_tp_copy(c, mf_layernorm(c, x, b->ln_2_w, b->ln_2_b), tp);
-    mf_tensor *f = mf_gelu(c, mf_matmul(c, h, b->c_fc_w, b->c_fc_b, 0));
-    x = mf_residual(c, x, mf_tp_reduce(c, mf_matmul(c, f, b->mlp_proj_w, NULL, 0), b->mlp_proj_b, tp));
+    mf_tensor *y = mf_tp_reduce(c, mf_matmul(c, a, b->attn_proj_w, NULL, 0), b->attn_proj_b, tp);
+    h = mf_tp_copy(c, mf_residual_layernorm(c, x, y, b->ln_2_w, b->ln_2_b, &x), tp);
+    mf_tensor *f = mf_matmul_gelu(c, h, b->c_fc_w, b->c_fc_b, 0); /* this rank's columns */
+    y = mf_tp_reduce(c, mf_matmul(c, f, b->mlp_proj_w, NULL, 0), b->mlp_proj_b, tp);
+    next_ln(g, l, &lw, &lb);
+    h = mf_tp_copy(c, mf_residual_layernorm(c, x, y, lw, lb, &x), tp);
   }
-  mf_tensor *h = mf_tp_copy(c, mf_layernorm(c, x, g->ln_f_w, g->ln_f_b), tp);
   mf_tensor *logits = mf_matmul(c, h, g->wte, NULL, 1); /* tied: this rank's vocabulary rows */
   if (!targets) return logits;
   return mf_tp_xent(c, logits, targets, g->V, g->v0, tp);
@@ -175,18 +189,20 @@ static mf_tensor *forward_tp(mf_gpt *g, mf_ctx *c, mf_tensor *idx, mf_tensor *ta
 
 mf_tensor *mf_gpt_forward(mf_gpt *g, mf_ctx *c, mf_tensor *idx, mf_tensor *targets) {
   if (g->tp > 1) return forward_tp(g, c, idx, targets);
-  mf_tensor *x = mf_encoder(c, idx, g->wte, g->wpe);
+  mf_tensor *x = mf_encoder(c, idx, g->wte, g->wpe), *lw, *lb;
+  next_ln(g, -1, &lw, &lb);
+  mf_tensor *h = mf_layernorm(c, x, lw, lb);
   for (int l = 0; l < g->L; l++) {
     mf_gpt_block *b = &g->h[l];
-    mf_tensor *h = mf_layernorm(c, x, b->ln_1_w, b->ln_1_b);
     mf_tensor *qkv = mf_matmul(c, h, b->c_attn_w, b->c_attn_b, 0);
     mf_tensor *a = mf_attention(c, qkv, g->NH);
-    x = mf_residual(c, x, mf_matmul(c, a, b->attn_proj_w, b->attn_proj_b, 0));
-    h = mf_layernorm(c, x, b->ln_2_w, b->ln_2_b);
-    mf_tensor *f = mf_gelu(c, mf_matmul(c, h, b->c_fc_w, b->c_fc_b, 0));
-    x = mf_residual(c, x, mf_matmul(c, f, b->mlp_proj_w, b->mlp_proj_b, 0));
+    mf_tensor *y = mf_matmul(c, a, b->attn_proj_w, b->attn_proj_b, 0);
+    h = mf_residual_layernorm(c, x, y, b->ln_2_w, b->ln_2_b, &x);
+    mf_tensor *f = mf_matmul_gelu(c, h, b->c_fc_w, b->c_fc_b, 0);
+    y = mf_matmul(c, f, b->mlp_proj_w, b->mlp_proj_b, 0);
+    next_ln(g, l, &lw, &lb);
+    h = mf_residual_layernorm(c, x, y, lw, lb, &x);
   }
-  mf_tensor *h = mf_layernorm(c, x, g->ln_f_w, g->ln_f_b);
   mf_tensor *logits = mf_matmul(c, h, g->wte, NULL, 1); /* tied: wte^T */
   if (!targets) return logits;
   return mf_softmax_xent(c, logits, targets, g->V);

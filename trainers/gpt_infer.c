@@ -49,10 +49,11 @@ mf_status mf_gpt_step(mf_gpt *g, mf_ctx *c, mf_gpt_kv *kv, const int32_t *tokens
       if (tokens[b * Tq + t] < 0 || tokens[b * Tq + t] >= g->V)
         return MF_ERR(MF_ERR_INPUT, "token id %d is out of range [0, %d)", tokens[b * Tq + t], g->V);
   }
-  float *x, *y, *h, *mean, *rstd, *qkv, *att, *fc, *fc2;
+  float *x, *y, *h, *ln, *mean, *rstd, *qkv, *att, *fc, *fc2;
   ALLOC(x, N * C); /* [N,C] residual stream */
   ALLOC(y, N * C);
   ALLOC(h, N * C);
+  ALLOC(ln, N * C); /* [N,C] layernorm outputs */
   ALLOC(mean, N);
   ALLOC(rstd, N);
   ALLOC(qkv, N * 3 * C);
@@ -67,10 +68,13 @@ mf_status mf_gpt_step(mf_gpt *g, mf_ctx *c, mf_gpt_kv *kv, const int32_t *tokens
       for (int i = 0; i < C; i++) o[i] = te[i] + pe[i];
     }
   size_t layer = (size_t)kv->B * NH * Tmax * hs;
+  /* each residual add is fused with the layernorm after it (residual_layernorm_forward),
+   * the MLP's up-projection with its GELU, as in mf_gpt_forward; the last block's sum is
+   * added alone: ln_f runs on the last positions only */
+  if (g->L > 0) be->layernorm_forward(ln, mean, rstd, x, g->h[0].ln_1_w->data, g->h[0].ln_1_b->data, N, C);
   for (int l = 0; l < g->L; l++) {
     mf_gpt_block *bl = &g->h[l];
-    be->layernorm_forward(h, mean, rstd, x, bl->ln_1_w->data, bl->ln_1_b->data, N, C);
-    be->matmul_forward(qkv, h, bl->c_attn_w->data, bl->c_attn_b->data, N, C, 3 * C, 0);
+    be->matmul_forward(qkv, ln, bl->c_attn_w->data, bl->c_attn_b->data, N, C, 3 * C, 0);
     float *kc = kv->k + l * layer, *vc = kv->v + l * layer;
     for (int b = 0; b < B; b++) /* append this step's keys and values: [B,NH,Tmax,hs] */
       for (int t = 0; t < Tq; t++) {
@@ -83,12 +87,14 @@ mf_status mf_gpt_step(mf_gpt *g, mf_ctx *c, mf_gpt_kv *kv, const int32_t *tokens
       }
     be->attention_kv_forward(att, qkv, kc, vc, pos0, 3 * C, B, Tq, C, NH, Tmax);
     be->matmul_forward(h, att, bl->attn_proj_w->data, bl->attn_proj_b->data, N, C, C, 0);
-    be->residual_forward(y, x, h, (size_t)N * C);
-    be->layernorm_forward(h, mean, rstd, y, bl->ln_2_w->data, bl->ln_2_b->data, N, C);
-    be->matmul_forward(fc, h, bl->c_fc_w->data, bl->c_fc_b->data, N, C, 4 * C, 0);
-    be->gelu_forward(fc2, fc, (size_t)N * 4 * C);
+    be->residual_layernorm_forward(ln, y, mean, rstd, x, h, bl->ln_2_w->data, bl->ln_2_b->data, N, C);
+    be->matmul_gelu_forward(fc2, fc, ln, bl->c_fc_w->data, bl->c_fc_b->data, N, C, 4 * C, 0);
     be->matmul_forward(h, fc2, bl->mlp_proj_w->data, bl->mlp_proj_b->data, N, 4 * C, C, 0);
-    be->residual_forward(x, y, h, (size_t)N * C);
+    if (l + 1 < g->L)
+      be->residual_layernorm_forward(ln, x, mean, rstd, y, h, g->h[l + 1].ln_1_w->data, g->h[l + 1].ln_1_b->data,
+                                     N, C);
+    else
+      be->residual_forward(x, y, h, (size_t)N * C);
   }
   /* only each sequence's last position needs logits */
   for (int b = 0; b < B; b++)

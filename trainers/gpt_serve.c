@@ -115,6 +115,17 @@ static void mm(const mf_backend *be, float *out, const float *inp, const float *
   else be->matmul_forward(out, inp, W, bias, N, C, OC, 0);
 }
 
+/* out[N,OC] = gelu(pre[N,OC] = inp @ W + bias): the fused kernel unless the few-row one runs */
+static void mm_gelu(const mf_backend *be, float *out, float *pre, const float *inp, const float *W, const float *Wt,
+                    const float *bias, int N, int C, int OC) {
+  if (Wt && N <= skinny_rows_max()) {
+    matmul_skinny_t_forward(pre, inp, Wt, bias, N, C, OC);
+    be->gelu_forward(out, pre, (size_t)N * OC);
+  } else {
+    be->matmul_gelu_forward(out, pre, inp, W, bias, N, C, OC, 0);
+  }
+}
+
 mf_status mf_gpt_serve_step(mf_gpt *g, mf_ctx *c, mf_kv_pool *kv, const mf_serve_weights *w,
                             const mf_serve_seq *seqs, int nseq, float *logits) {
   const mf_backend *be = mf_ctx_backend(c);
@@ -137,11 +148,12 @@ mf_status mf_gpt_serve_step(mf_gpt *g, mf_ctx *c, mf_kv_pool *kv, const mf_serve
   }
   if (N == 0) return MF_OK;
   mf_paged_seq *ps;
-  float *x, *y, *h, *mean, *rstd, *qkv, *att, *fc, *fc2;
+  float *x, *y, *h, *ln, *mean, *rstd, *qkv, *att, *fc, *fc2;
   ALLOC(ps, nseq);
   ALLOC(x, (size_t)N * C); /* [N,C] residual stream: all sequences' new rows, in order */
   ALLOC(y, (size_t)N * C);
   ALLOC(h, (size_t)N * C);
+  ALLOC(ln, (size_t)N * C); /* [N,C] layernorm outputs */
   ALLOC(mean, N);
   ALLOC(rstd, N);
   ALLOC(qkv, (size_t)N * 3 * C);
@@ -158,21 +170,25 @@ mf_status mf_gpt_serve_step(mf_gpt *g, mf_ctx *c, mf_kv_pool *kv, const mf_serve
       for (int i = 0; i < C; i++) o[i] = te[i] + pe[i];
     }
   }
+  /* residual adds fused with the layernorm after them, the up-projection with its GELU (as
+   * mf_gpt_forward); the last block's sum alone: ln_f runs on the rows that want logits */
+  if (g->L > 0) be->layernorm_forward(ln, mean, rstd, x, g->h[0].ln_1_w->data, g->h[0].ln_1_b->data, N, C);
   for (int l = 0; l < g->L; l++) {
     mf_gpt_block *bl = &g->h[l];
     float *kc = kv->k + (size_t)l * kv->layer, *vc = kv->v + (size_t)l * kv->layer;
-    be->layernorm_forward(h, mean, rstd, x, bl->ln_1_w->data, bl->ln_1_b->data, N, C);
     float *const *wt = w ? w->conv_t + (size_t)l * 4 : (float *const[4]){NULL, NULL, NULL, NULL};
-    mm(be, qkv, h, bl->c_attn_w->data, wt[0], bl->c_attn_b->data, N, C, 3 * C);
+    mm(be, qkv, ln, bl->c_attn_w->data, wt[0], bl->c_attn_b->data, N, C, 3 * C);
     kv_paged_append(kc, vc, qkv, ps, nseq, C, NH, kv->bs);
     attention_paged_forward(att, qkv, kc, vc, ps, nseq, 3 * C, C, NH, kv->bs);
     mm(be, h, att, bl->attn_proj_w->data, wt[1], bl->attn_proj_b->data, N, C, C);
-    be->residual_forward(y, x, h, (size_t)N * C);
-    be->layernorm_forward(h, mean, rstd, y, bl->ln_2_w->data, bl->ln_2_b->data, N, C);
-    mm(be, fc, h, bl->c_fc_w->data, wt[2], bl->c_fc_b->data, N, C, 4 * C);
-    be->gelu_forward(fc2, fc, (size_t)N * 4 * C);
+    be->residual_layernorm_forward(ln, y, mean, rstd, x, h, bl->ln_2_w->data, bl->ln_2_b->data, N, C);
+    mm_gelu(be, fc2, fc, ln, bl->c_fc_w->data, wt[2], bl->c_fc_b->data, N, C, 4 * C);
     mm(be, h, fc2, bl->mlp_proj_w->data, wt[3], bl->mlp_proj_b->data, N, 4 * C, C);
-    be->residual_forward(x, y, h, (size_t)N * C);
+    if (l + 1 < g->L)
+      be->residual_layernorm_forward(ln, x, mean, rstd, y, h, g->h[l + 1].ln_1_w->data, g->h[l + 1].ln_1_b->data,
+                                     N, C);
+    else
+      be->residual_forward(x, y, h, (size_t)N * C);
   }
   if (M == 0) return MF_OK;
   /* the vocabulary projection is the largest matmul: only rows whose logits are wanted */

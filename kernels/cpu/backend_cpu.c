@@ -31,6 +31,7 @@ const mf_backend mf_backend_cpu = {
     .tp_xent_exp = tp_xent_exp,
     .tp_xent_finish = tp_xent_finish,
     .tp_xent_backward = tp_xent_backward,
+    .residual_layernorm_forward = residual_layernorm_forward,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .memset0 = cpu_memset0,

@@ -33,6 +33,12 @@ void tp_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_
 /* out[N,C], saved mean[N], rstd[N]; inp[N,C], weight[C], bias[C] */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int C);
+/* fused residual + layernorm (one pass): resid[N,C] = a[N,C] + b[N,C], out[N,C] = LN(resid),
+ * saved mean[N], rstd[N]; bitwise residual_forward then layernorm_forward. No backward of
+ * its own: residual_backward, then layernorm_backward with inp = resid. */
+void residual_layernorm_forward(float *out, float *resid, float *mean, float *rstd,
+                                const float *a, const float *b, const float *weight,
+                                const float *bias, int N, int C);
 /* dinp[N,C] = ; dweight[C] += ; dbias[C] += ; any may be NULL; deterministic reductions */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean,
@@ -51,6 +57,18 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
  * dbias[OC] += column sums of dout[N,OC] (double, rows in order: deterministic) */
 void bias_forward(float *out, const float *bias, int N, int OC);
 void bias_backward(float *dbias, const float *dout, int N, int OC);
+
+/* ---- matmul_gelu.c: matmul + bias + GELU (the MLP up-projection), sizes and wt as matmul ----
+ * out[N,OC] = gelu(pre_gelu), saved pre_gelu[N,OC] = inp[N,C] @ W + bias[OC] (bias required);
+ * bitwise matmul_forward then gelu_forward. */
+void matmul_gelu_forward(float *out, float *pre_gelu, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC, int wt);
+/* dpre[N,OC] = gelu'(pre_gelu) dout[N,OC] (scratch the caller provides; may alias dout), then
+ * as matmul_backward from dpre: dinp[N,C] = ; dweight += ; dbias[OC] += ; dinp, dweight,
+ * dbias may be NULL (skipped) */
+void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, float *dpre,
+                          const float *dout, const float *inp, const float *weight,
+                          const float *pre_gelu, int N, int C, int OC, int wt);
 
 /* ---- gelu.c: tanh approximation, as torch gelu(approximate="tanh") ---- */
 void gelu_forward(float *out, const float *inp, size_t N);            /* out[N], inp[N] */

@@ -7,7 +7,9 @@
  * Backward: rows are split into one contiguous range per thread; each thread sums its
  * rows' dweight/dbias terms into a private partial on its own stack, then the partials
  * are added in thread order, so the result is bitwise reproducible for a fixed thread
- * count (no atomics). Rows wider than STACK_PART_MAX use a column-split second pass. */
+ * count (no atomics). Rows wider than STACK_PART_MAX use a column-split second pass.
+ * residual_layernorm_forward is the residual add fused into the forward (one pass over the
+ * rows); its backward is residual_backward and layernorm_backward on the stored sum. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -19,28 +21,52 @@
 #define STACK_PART_MAX 8192     /* widest C whose per-thread partials live on the stack */
 #define WIDE_BLK 256            /* column block of the wide-row parameter pass */
 
+/* one row of the forward. Not inlined: layernorm_forward and residual_layernorm_forward
+ * run the very same code, so their outputs agree bit for bit (the tape's recompute and the
+ * fused forward rely on it; two inlined copies could be vectorised differently). */
+__attribute__((noinline)) static void ln_forward_row(float *o /* [C] */, float *mean, float *rstd,
+                                                     const float *x /* [C] */,
+                                                     const float *weight /* [C] */,
+                                                     const float *bias /* [C] */, int C) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int c = 0; c < C; c++) s += x[c];
+  float m = (float)(s / C);
+  double v = 0;
+#pragma omp simd reduction(+ : v)
+  for (int c = 0; c < C; c++) {
+    float d = x[c] - m;
+    v += (double)d * d;
+  }
+  float r = (float)(1.0 / sqrt(v / C + (double)LN_EPS));
+#pragma omp simd
+  for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+  if (mean) *mean = m;
+  if (rstd) *rstd = r;
+}
+
 void layernorm_forward(float *out /* [N,C] */, float *mean /* [N] */, float *rstd /* [N] */,
                        const float *inp /* [N,C] */, const float *weight /* [C] */,
                        const float *bias /* [C] */, int N, int C) {
 #pragma omp parallel for schedule(static) if ((long)N * C > PAR_MIN)
+  for (int i = 0; i < N; i++)
+    ln_forward_row(out + (size_t)i * C, mean ? mean + i : NULL, rstd ? rstd + i : NULL,
+                   inp + (size_t)i * C, weight, bias, C);
+}
+
+/* row by row: the sum is still in cache when the row is normalised */
+void residual_layernorm_forward(float *out /* [N,C] */, float *resid /* [N,C] */,
+                                float *mean /* [N] */, float *rstd /* [N] */,
+                                const float *a /* [N,C] */, const float *b /* [N,C] */,
+                                const float *weight /* [C] */, const float *bias /* [C] */, int N,
+                                int C) {
+#pragma omp parallel for schedule(static) if ((long)N * C > PAR_MIN)
   for (int i = 0; i < N; i++) {
-    const float *x = inp + (size_t)i * C;
-    float *o = out + (size_t)i * C;
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < C; c++) s += x[c];
-    float m = (float)(s / C);
-    double v = 0;
-#pragma omp simd reduction(+ : v)
-    for (int c = 0; c < C; c++) {
-      float d = x[c] - m;
-      v += (double)d * d;
-    }
-    float r = (float)(1.0 / sqrt(v / C + (double)LN_EPS));
+    size_t o = (size_t)i * C;
 #pragma omp simd
-    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * weight[c] + bias[c];
-    if (mean) mean[i] = m;
-    if (rstd) rstd[i] = r;
+    for (int c = 0; c < C; c++) resid[o + c] = a[o + c] + b[o + c];
+    ln_forward_row(out + o, mean ? mean + i : NULL, rstd ? rstd + i : NULL, resid + o, weight,
+                   bias, C);
   }
 }
 

@@ -84,6 +84,13 @@ void cu_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
                         N, C, stream());
 }
 template <typename T>
+void cu_residual_layernorm_forward(float *out, float *resid, float *mean, float *rstd,
+                                   const float *a, const float *b, const float *weight,
+                                   const float *bias, int N, int C) {
+  residual_layernorm_forward<T>(S(out), S(resid), mean, rstd, CS(a), CS(b), CS(weight), CS(bias),
+                                N, C, stream());
+}
+template <typename T>
 void cu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                        int C, int OC, int wt) {
 #if defined(MF_CUDA_EMULATION)
@@ -102,6 +109,34 @@ void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *
   matmul_backward<T>(S(dinp), S(dweight), S(dbias), CS(dout), CS(inp), CS(weight), N, C, OC, wt,
                      stream());
 #endif
+}
+// The GELU in cuBLASLt's epilogue where it can (its aux output needs OC % 8 == 0), else
+// the two kernels. Under recompute the tape makes out again with gelu_forward from
+// pre_gelu, which agrees with the epilogue to rounding (bitwise on the emulator).
+template <typename T>
+void cu_matmul_gelu_forward(float *out, float *pre_gelu, const float *inp, const float *weight,
+                            const float *bias, int N, int C, int OC, int wt) {
+#if defined(MF_CUDA_EMULATION)
+  matmul_simt_forward<T>(S(pre_gelu), CS(inp), CS(weight), CS(bias), N, C, OC, wt, stream());
+  gelu_forward<T>(S(out), CS(pre_gelu), (size_t)N * OC, stream());
+#else
+  if (OC % 8 == 0) {
+    matmul_bias_gelu_forward<T>(S(out), S(pre_gelu), CS(inp), CS(weight), CS(bias), N, C, OC, wt,
+                                stream());
+  } else {
+    matmul_forward<T>(S(pre_gelu), CS(inp), CS(weight), CS(bias), N, C, OC, wt, stream());
+    gelu_forward<T>(S(out), CS(pre_gelu), (size_t)N * OC, stream());
+  }
+#endif
+}
+// dpre = gelu'(pre_gelu) dout, then the matmul's backward from it (matmul_backward_dgelu
+// fuses the other side: the GELU of the layer before a matmul; not used here)
+template <typename T>
+void cu_matmul_gelu_backward(float *dinp, float *dweight, float *dbias, float *dpre,
+                             const float *dout, const float *inp, const float *weight,
+                             const float *pre_gelu, int N, int C, int OC, int wt) {
+  gelu_backward<T>(S(dpre), CS(pre_gelu), CS(dout), (size_t)N * OC, stream());
+  cu_matmul_backward<T>(dinp, dweight, dbias, dpre, inp, weight, N, C, OC, wt);
 }
 template <typename T> void cu_gelu_forward(float *out, const float *inp, size_t N) {
   gelu_forward<T>(S(out), CS(inp), N, stream());
@@ -221,6 +256,7 @@ template <typename T> mf_backend make_backend() {
   b.tp_xent_exp = cu_tp_xent_exp<T>;
   b.tp_xent_finish = cu_tp_xent_finish<T>;
   b.tp_xent_backward = cu_tp_xent_backward<T>;
+  b.residual_layernorm_forward = cu_residual_layernorm_forward<T>;
   b.alloc = cu_alloc;
   b.free = cu_free;
   b.memset0 = cu_memset0;

@@ -55,9 +55,12 @@ gpu "$TMP/c2g" --resume >"$TMP/out" 2>&1 || bad "CUDA resume of a CPU checkpoint
 same_run "cpu -> cuda resume" "$TMP/cpu" "$TMP/c2g" 3
 
 # recompute: 2 on the device (GELU and layernorm outputs made again in backward by the
-# CUDA kernels): the same losses and gradient norms as storing them
+# CUDA kernels): the same losses and gradient norms as storing them. On a real GPU the
+# stored GELU output comes from cuBLASLt's epilogue and the recomputed one from
+# gelu_forward (equal to rounding), so the bound there is fp32 round-off, not 1e-7
 gpu "$TMP/gpu_rc" --set recompute=2 >"$TMP/out" 2>&1 || bad "emulated CUDA run with recompute 2: $(tail -n 3 "$TMP/out")"
 TOL_LOSS=1e-7 TOL_NORM=1e-7
+case "$EMU" in *emu*) ;; *) TOL_LOSS=1e-6 TOL_NORM=1e-5 ;; esac
 same_run "cuda recompute 2 vs 0" "$TMP/gpu" "$TMP/gpu_rc" 1 2 3
 
 # bf16 mixed precision (bf16 activations, gradients and weight copy; fp32 master weights,
