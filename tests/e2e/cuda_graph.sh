@@ -42,9 +42,10 @@ same() { # NAME DIR_GRAPH DIR_EAGER REPLAYS: identical metrics and checkpoints, 
 }
 
 # fp32, 2 micro-steps per step (the graph replays for each; AdamW, the norm and zeroing stay
-# outside), recompute 2 (layernorm and GELU outputs made again inside the graph):
-# step 1 micro 1 is captured, then 6 micro-steps in all replay the graph
-acc=(--set train.batch_size=2 --set recompute=2)
+# outside), recompute 2 (layernorm and GELU outputs made again inside the graph), and a
+# validation pass after step 2 on the same step arena (the graph must survive it):
+# step 1 micro 1 is captured, then 5 of the 6 micro-steps launch the graph
+acc=(--set train.batch_size=2 --set recompute=2 --set train.eval_every=2)
 mkdir -p "$TMP/g32" "$TMP/e32"
 graph "$TMP/g32" "${acc[@]}" >"$TMP/g32/out" 2>&1 || bad "fp32 graph run failed: $(tail -n 3 "$TMP/g32/out")"
 eager "$TMP/e32" "${acc[@]}" >"$TMP/e32/out" 2>&1 || bad "fp32 eager run failed: $(tail -n 3 "$TMP/e32/out")"

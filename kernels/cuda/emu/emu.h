@@ -243,7 +243,7 @@ struct cudaFuncAttributes {
 
 /* ---- runtime API (emu_runtime.cpp). C++ linkage, so the names never clash with libcudart.
  * Streams and events keep order trivially: every call, launches included, completes before
- * it returns. ---- */
+ * it returns (unless a capture records it: see below). ---- */
 cudaError_t cudaMalloc(void **p, size_t size);
 cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s);
 cudaError_t cudaMallocHost(void **p, size_t size);
