@@ -5,8 +5,10 @@
  * tokens/s, peak RSS, and the median of the per-round speed ratios.
  *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4]
  *             [--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16]
- *             [--torch-compile] [--no-torch]
+ *             [--torch-compile] [--no-torch] [--cuda-graph]
  *   gpt_train --worker DIR ...   (internal: one timed run of our side)
+ * --cuda-graph (with --device cuda): our micro-step replayed as a CUDA graph after the first
+ * step (config key cuda_graph; the PyTorch side is unchanged).
  * --device cuda: both sides on the GPU (fp32: TF32 off on both; --precision bf16: ours bf16
  * mixed precision, PyTorch autocast bf16 + fused AdamW, --torch-compile adds torch.compile);
  * memory columns are peak device memory, and MFU (model FLOPs incl. attention / 989 TFLOP/s,
@@ -40,11 +42,12 @@ typedef struct opts {
   char shapes[64], Ts[64];
   int B, rounds, steps, warmup, threads, torch;
   char device[8], precision[8];
-  int compile;
+  int compile, graph;
 } opts;
 
 /* ---- our side, in a child process ---- */
-static int worker(const char *dir, int threads, int warmup, int steps, const char *device, const char *precision) {
+static int worker(const char *dir, int threads, int warmup, int steps, const char *device, const char *precision,
+                  int graph) {
   mf_set_threads(threads);
   const mf_backend *be = &mf_backend_cpu;
   if (strcmp(device, "cuda") == 0) {
@@ -86,6 +89,8 @@ static int worker(const char *dir, int threads, int warmup, int steps, const cha
   if (mf_params_place(&g->params, be) != MF_OK || mf_adamw_place(&opt, be) != MF_OK)
     return fprintf(stderr, "%s\n", mf_error_message()), 1;
   mf_ctx *c = mf_ctx_create(be, 64 << 20);
+  mf_step_graph *sg = NULL;
+  if (graph && mf_step_graph_create(&sg, be) != MF_OK) return fprintf(stderr, "%s\n", mf_error_message()), 1;
   double first = 0, last = 0;
   printf("{\"ms\":[");
   for (int s = 0; s < warmup + steps; s++) {
@@ -93,7 +98,7 @@ static int worker(const char *dir, int threads, int warmup, int steps, const cha
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
     double t0 = mf_now(), loss, norm;
-    if (mf_gpt_train_step(g, c, &opt, be, &tc, s + 1, 1, &pi, &pt, B, T, &loss, &norm) != MF_OK)
+    if (mf_gpt_train_step_graph(sg, g, c, &opt, be, &tc, s + 1, 1, &pi, &pt, B, T, &loss, &norm) != MF_OK)
       return fprintf(stderr, "%s\n", mf_error_message()), 1;
     float sync;
     be->to_host(&sync, mf_params_compute_data(&g->params), sizeof sync); /* the update has run */
@@ -107,6 +112,7 @@ static int worker(const char *dir, int threads, int warmup, int steps, const cha
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   long dev_kb = be->device == MF_CUDA ? (long)(mf_device_mem_used() / 1024) : 0; /* nothing is freed in a step */
+  mf_step_graph_free(sg);
   printf("],\"loss_first\":%.7g,\"loss_last\":%.7g,\"peak_rss_kb\":%ld,\"dev_kb\":%ld}\n", first, last,
          ru.ru_maxrss, dev_kb);
   return 0;
@@ -220,7 +226,8 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
   snprintf(th, sizeof th, "%d", o->threads);
   snprintf(wu, sizeof wu, "%d", o->warmup);
   snprintf(st, sizeof st, "%d", o->steps);
-  char *ours[] = {(char *)self, "--worker", dir, th, wu, st, (char *)o->device, (char *)o->precision, NULL};
+  char *ours[] = {(char *)self, "--worker", dir, th, wu, st, (char *)o->device, (char *)o->precision,
+                  o->graph ? "graph" : "eager", NULL};
   char script[1024];
   snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", MF_SOURCE_DIR);
   char *torch[] = {"/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st,
@@ -291,7 +298,8 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
 
 int main(int argc, char **argv) {
   if (argc >= 8 && strcmp(argv[1], "--worker") == 0)
-    return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6], argv[7]);
+    return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6], argv[7],
+                  argc >= 9 && strcmp(argv[8], "graph") == 0);
   opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1, .device = "cpu",
             .precision = "fp32"};
   snprintf(o.shapes, sizeof o.shapes, "tiny,124m");
@@ -311,11 +319,16 @@ int main(int argc, char **argv) {
       snprintf(o.precision, sizeof o.precision, "%s", v), i++;
     else if (strcmp(argv[i], "--torch-compile") == 0) o.compile = 1;
     else if (strcmp(argv[i], "--no-torch") == 0) o.torch = 0;
+    else if (strcmp(argv[i], "--cuda-graph") == 0) o.graph = 1;
     else {
       fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4] "
-                      "[--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16] [--torch-compile] [--no-torch]\n");
+                      "[--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16] [--torch-compile] [--no-torch] [--cuda-graph]\n");
       return 2;
     }
+  }
+  if (o.graph && strcmp(o.device, "cuda") != 0) {
+    fprintf(stderr, "gpt_train: --cuda-graph needs --device cuda\n");
+    return 2;
   }
   if (strcmp(o.precision, "bf16") == 0 && strcmp(o.device, "cuda") != 0) {
     fprintf(stderr, "gpt_train: --precision bf16 needs --device cuda\n");
@@ -330,8 +343,8 @@ int main(int argc, char **argv) {
   if (n <= 0) return 1;
   self[n] = 0;
   printf("# gpt_train: %s AdamW training step on %s, %d threads each side, B=%d, median of %d rounds x %d steps "
-         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s\n", o.precision, o.device, o.threads, o.B, o.rounds, o.steps,
-         strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "");
+         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s\n", o.precision, o.device, o.threads, o.B, o.rounds,
+         o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "", o.graph ? "; ours as a CUDA graph" : "");
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
   char sh[64];

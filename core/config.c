@@ -28,6 +28,9 @@ static const key_def root_keys[] = {
     {"precision", T_ENUM, FIELD(precision), "fp32", "fp32, or bf16 (CUDA only) with fp32 master weights", "fp32|bf16"},
     {"recompute", T_INT, FIELD(recompute), "0", "activation recomputation in backward: 0 none, 1 GELU outputs, "
      "2 GELU and layernorm outputs (less memory, the same gradients)", NULL},
+    {"cuda_graph", T_BOOL, FIELD(cuda_graph), "false", "device cuda: after one eager micro-step, capture the "
+     "next (forward and backward) as a CUDA graph and replay it for every later one (static shapes, one process; "
+     "an error with device: cpu, ignored with a note when device: auto picks the CPU)", NULL},
     {"resume", T_STR, FIELD(resume), "", "'' (start fresh), auto (latest checkpoint in run.dir if any), or a checkpoint path", NULL},
     {"init_from", T_STR, FIELD(init_from), "", "fine-tuning: start from this checkpoint's parameters", NULL},
     {"freeze", T_LIST, FIELD(freeze), "[]", "fine-tuning: parameter name globs to keep fixed, e.g. [wte.weight, 'h.0.*']", NULL},

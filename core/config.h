@@ -66,6 +66,7 @@ typedef struct mf_config {
   char source[MF_CFG_STR];   /* file it came from */
   char device[8];            /* auto | cpu | cuda */
   int recompute;             /* 0 | 1 | 2: core/tape.h */
+  int cuda_graph;            /* 0 | 1: the micro-step replayed as a CUDA graph (trainers/train.h) */
   char precision[8];         /* fp32 | bf16 */
   char resume[MF_CFG_STR];   /* "" (no) | auto | path to a checkpoint */
   char init_from[MF_CFG_STR];

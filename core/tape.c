@@ -248,6 +248,12 @@ mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed) {
     c->be->to_device(g, h, (size_t)n * sizeof *h);
     free(h);
   }
+  return mf_backward_seeded(c, loss_rows, g);
+}
+
+mf_status mf_backward_seeded(mf_ctx *c, mf_tensor *loss_rows, float *g) {
+  if (c->st != MF_OK) return c->st;
+  if (!c->record) return MF_ERR(MF_ERR_INTERNAL, "mf_backward: the context did not record a tape");
   loss_rows->grad = g;
   for (int i = c->n - 1; i >= 0; i--) {
     mf_node *nd = &c->nodes[i];

@@ -105,5 +105,9 @@ void mf_ctx_set_backward_hook(mf_ctx *c, mf_backward_hook fn, void *user); /* fn
 /* Seeds d(loss_rows) = seed for every row, then runs the tape backwards. Parameter
  * gradients accumulate into their grads buffer. */
 mf_status mf_backward(mf_ctx *c, mf_tensor *loss_rows, float seed);
+/* The same from a gradient of loss_rows the caller filled: seed_grad, fp32 in the backend's
+ * memory, one value per row, read (not kept) by the step. Nothing waits for the device, so
+ * a CUDA graph capture can hold the whole backward (mf_backward uploads its seed). */
+mf_status mf_backward_seeded(mf_ctx *c, mf_tensor *loss_rows, float *seed_grad);
 
 #endif

@@ -60,6 +60,17 @@ typedef struct mf_backend {
   /* the queue every kernel of this backend runs on (a cudaStream_t), for device
    * communicators that must order their work after it (NCCL); NULL on the CPU */
   void *(*stream)(void);
+  /* CUDA graphs of the queue's work (NULL on the CPU). Between graph_begin and graph_end
+   * the kernels, memsets and device copies queued are recorded, not run; graph_end returns
+   * them as an executable graph, which graph_launch queues (asynchronously, as one kernel)
+   * as often as wanted, on the memory the recorded calls named. Nothing between begin and
+   * end may wait for the device or allocate: to_device, to_host, sumsq, alloc and free
+   * fail the capture, as would a launcher whose scratch area has to grow. Each returns
+   * NULL, or why it failed (graph_end: the capture is over either way, *graph NULL). */
+  const char *(*graph_begin)(void);
+  const char *(*graph_end)(void **graph);
+  const char *(*graph_launch)(void *graph);
+  void (*graph_free)(void *graph); /* NULL: nothing */
 } mf_backend;
 
 extern const mf_backend mf_backend_cpu;

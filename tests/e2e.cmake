@@ -11,4 +11,8 @@ if(TARGET mforge_emu)
   add_test(NAME e2e_cuda_emu COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/cuda_emu.sh $<TARGET_FILE:mforge>
                                      ${MF_TESTDATA} $<TARGET_FILE:mforge_emu>)
   set_tests_properties(e2e_cuda_emu PROPERTIES FIXTURES_REQUIRED e2e_data LABELS cuda_emu TIMEOUT 900)
+  # cuda_graph: true, captured and replayed on the emulator, against eager steps
+  add_test(NAME e2e_cuda_graph COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/cuda_graph.sh $<TARGET_FILE:mforge>
+                                       ${MF_TESTDATA} $<TARGET_FILE:mforge_emu> $<TARGET_FILE:ckpt_compare>)
+  set_tests_properties(e2e_cuda_graph PROPERTIES FIXTURES_REQUIRED e2e_data LABELS cuda_emu TIMEOUT 400)
 endif()

@@ -621,6 +621,98 @@ static void test_launch_and_device() {
   check_emu_clean("launches and device");
 }
 
+/* ------------------------------------------------------------------ stream capture, graphs */
+__global__ void emu_t_axpy(float *y, const float *x, float a, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] += a * x[i];
+}
+__global__ void emu_t_racy_sum(float *out, const float *x, int n) { /* every thread: no atomics */
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[0] += x[i];
+}
+
+/* Recorded, not run: kernels and a memset captured on a stream change nothing until the
+ * graph is launched; each launch replays them on the data there is then (the arguments are
+ * the capture's, copied: a local changed after the capture does not matter); calls that
+ * would wait for the device fail and spoil the capture; replayed kernels keep the checks. */
+static void test_graphs() {
+  const int n = 300;
+  std::vector<float> x0(n), x1(n);
+  for (int i = 0; i < n; i++) x0[i] = (float)i, x1[i] = (float)(2 * i + 1);
+  DevBuf<float> x(x0, "x"), y(n, "y");
+  cudaStream_t s = nullptr;
+  CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  CHECK(cudaMemset(y.ptr(), 0, n * sizeof(float)) == cudaSuccess);
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusActive;
+  CHECK(cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone);
+
+  CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  CHECK(cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusActive);
+  float a = 2.0f;
+  CHECK(cudaMemsetAsync(y.ptr(), 0, n * sizeof(float), s) == cudaSuccess); /* y = 0 */
+  MF_LAUNCH(emu_t_axpy, (n + 127) / 128, 128, 0, s, y.ptr(), x.ptr(), a, n);  /* y += 2x */
+  a = 100.0f;                                                              /* not seen */
+  MF_LAUNCH(emu_t_axpy, (n + 63) / 64, 64, 0, s, y.ptr(), x.ptr(), 1.0f, n); /* y += x */
+  CHECK(cudaGetLastError() == cudaSuccess);
+  MF_LAUNCH(emu_t_axpy, 1, 1025, 0, s, y.ptr(), x.ptr(), 1.0f, n); /* refused at capture, as on a GPU */
+  CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  long launches = mf_emu::launch_count("emu_t_axpy");
+  cudaGraph_t g = nullptr;
+  CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess && g);
+  CHECK(mf_emu::launch_count("emu_t_axpy") == launches); /* nothing ran yet */
+  CHECK(y.download()[5] == 0.0f);
+  cudaGraphExec_t ge = nullptr;
+  CHECK(cudaGraphInstantiate(&ge, g, 0) == cudaSuccess && ge);
+  CHECK(cudaGraphDestroy(g) == cudaSuccess); /* the executable graph keeps its copy */
+  for (int rep = 0; rep < 2; rep++) {        /* twice: the memset starts each replay afresh */
+    const std::vector<float> &xin = rep ? x1 : x0;
+    x.upload(xin);
+    CHECK(cudaGraphLaunch(ge, s) == cudaSuccess && cudaStreamSynchronize(s) == cudaSuccess);
+    std::vector<float> h = y.download();
+    bool ok = true;
+    for (int i = 0; i < n; i++) ok &= h[i] == 3.0f * xin[i];
+    CHECKF(ok, "graph replay %d: y[7] = %g, want %g", rep, h[7], 3.0f * xin[7]);
+  }
+  CHECK(mf_emu::launch_count("emu_t_axpy") == launches + 4);
+  CHECK(cudaGraphExecDestroy(ge) == cudaSuccess);
+  check_emu_clean("graph capture and replay");
+
+  /* waiting for the device inside a capture: refused, and the capture is lost */
+  auto spoiled = [&](const char *what, const std::function<cudaError_t()> &call) {
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    MF_LAUNCH(emu_t_axpy, (n + 127) / 128, 128, 0, s, y.ptr(), x.ptr(), 1.0f, n);
+    cudaError_t e = cudaSuccess;
+    expect_report(what, [&] { e = call(); }, {"not allowed during stream capture"});
+    CHECKF(e == cudaErrorStreamCaptureUnsupported, "%s: %s", what, cudaGetErrorName(e));
+    CHECK(cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusInvalidated);
+    cudaGraph_t bad = nullptr;
+    CHECK(cudaStreamEndCapture(s, &bad) == cudaErrorStreamCaptureInvalidated && !bad);
+    (void)cudaGetLastError();
+  };
+  float h1[4] = {0};
+  void *tmp = nullptr;
+  spoiled("cudaStreamSynchronize", [&] { return cudaStreamSynchronize(s); });
+  spoiled("cudaDeviceSynchronize", [&] { return cudaDeviceSynchronize(); });
+  spoiled("cudaMemcpy", [&] { return cudaMemcpy(h1, y.ptr(), sizeof h1, cudaMemcpyDeviceToHost); });
+  spoiled("pageable cudaMemcpyAsync",
+          [&] { return cudaMemcpyAsync(y.ptr(), h1, sizeof h1, cudaMemcpyHostToDevice, s); });
+  spoiled("cudaMalloc", [&] { return cudaMalloc(&tmp, 64); });
+  CHECK(cudaStreamEndCapture(s, &g) == cudaErrorIllegalState); /* no capture open */
+  CHECK(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) == cudaErrorStreamCaptureUnsupported);
+  (void)cudaGetLastError();
+
+  /* a replayed launch is checked like any other: a race planted in a captured kernel */
+  DevBuf<float> sum(1, "sum");
+  CHECK(cudaMemset(sum.ptr(), 0, sizeof(float)) == cudaSuccess);
+  CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  MF_LAUNCH(emu_t_racy_sum, 1, 64, 0, s, sum.ptr(), x.ptr(), 64);
+  CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess && cudaGraphInstantiate(&ge, g) == cudaSuccess);
+  expect_report("race in a replayed kernel", [&] { cudaGraphLaunch(ge, s); }, {"data race", "emu_t_racy_sum"});
+  CHECK(cudaGraphExecDestroy(ge) == cudaSuccess && cudaGraphDestroy(g) == cudaSuccess);
+  CHECK(cudaStreamDestroy(s) == cudaSuccess);
+  check_emu_clean("graphs");
+}
+
 int main() {
   test_barriers();
   test_warps();
@@ -630,5 +722,6 @@ int main() {
   test_order();
   test_checkers();
   test_launch_and_device();
+  test_graphs();
   return report("test_cuda_emu");
 }

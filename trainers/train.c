@@ -81,9 +81,9 @@ static mf_status batch_tensors(mf_ctx *c, int32_t *in, int32_t *tg, int B, int T
 }
 
 /* sum of the n per-token losses, in order, in double (the same sum on every backend) */
-static mf_status loss_sum(mf_ctx *c, const mf_tensor *losses, int n, double *sum) {
+static mf_status loss_sum(mf_ctx *c, const float *losses, int n, double *sum) {
   const mf_backend *be = mf_ctx_backend(c);
-  const float *lv = losses->data;
+  const float *lv = losses;
   float *host = NULL;
   if (be->device != MF_CPU) {
     host = malloc((size_t)n * sizeof *host);
@@ -123,7 +123,7 @@ static mf_status eval_sum(mf_gpt *g, mf_ctx *c, mf_loader *l, int T, int B, int6
       break;
     }
     double s = 0;
-    st = loss_sum(c, losses, B * T, &s);
+    st = loss_sum(c, losses->data, B * T, &s);
     sum += s;
   }
   mf_ctx_reset(c);
@@ -300,6 +300,28 @@ static mf_status resume_path(const mf_config *cfg, char *out, size_t n) {
   return MF_OK;
 }
 
+/* cuda_graph: true where it cannot work is the user's mistake, as with precision: bf16, except
+ * that device: auto falling back to the CPU just trains without (the same config runs on
+ * either); several ranks are refused, since the gradient all-reduce runs inside backward
+ * through the communicator, which a graph of the stream's work cannot hold */
+static mf_status graph_config(run *r) {
+  const mf_config *cfg = r->cfg;
+  const char *src = cfg->source[0] ? cfg->source : "config";
+  if (!cfg->cuda_graph) return MF_OK;
+  if (r->be->device == MF_CPU) {
+    if (strcmp(cfg->device, "auto") != 0)
+      return MF_ERR(MF_ERR_CONFIG, "%s: cuda_graph: true needs device: cuda (the CPU backend has no CUDA graphs); "
+                    "set cuda_graph: false", src);
+    if (r->lead) printf("note: cuda_graph ignored: device auto chose the CPU\n");
+    return MF_OK;
+  }
+  if (r->par.size > 1 || cfg->parallel.zero)
+    return MF_ERR(MF_ERR_CONFIG, "%s: cuda_graph: true needs one process without parallel.zero (here %d rank%s, "
+                  "zero %d): the data-parallel gradient reduction runs inside backward; set cuda_graph: false", src,
+                  r->par.size, r->par.size == 1 ? "" : "s", cfg->parallel.zero);
+  return MF_OK;
+}
+
 /* the checks every rank makes alike (a mistake here is everyone's) */
 static mf_status setup_config(run *r) {
   mf_config *cfg = r->cfg;
@@ -319,7 +341,7 @@ static mf_status setup_config(run *r) {
   char desc[256];
   MF_TRY(mf_device_select(cfg, &r->be, desc, sizeof desc));
   snprintf(r->dir, sizeof r->dir, "%s", cfg->run.dir);
-  return MF_OK;
+  return graph_config(r);
 }
 
 /* A device run on several ranks: each rank takes its node-local GPU, and the gradients and
@@ -378,6 +400,7 @@ static mf_status setup(run *r) {
   r->ctx = mf_ctx_create(r->be, 64 << 20);
   if (!r->ctx) return MF_ERR(MF_ERR_NOMEM, "out of memory for the step arena");
   mf_ctx_set_recompute(r->ctx, cfg->recompute);
+  if (cfg->cuda_graph && r->be->device != MF_CPU) MF_TRY(mf_step_graph_create(&r->dist.graph, r->be));
 
   /* optimizer state per rank: the most any rank holds */
   double opt_mib = (double)mf_adamw_bytes(&r->opt) / (1 << 20);
@@ -462,23 +485,184 @@ static float clip_scale(const mf_train_cfg *tc, double norm) {
   return scale > 1.0f ? 1.0f : scale;
 }
 
+/* one forward and backward; *sum: the sum of its per-token losses. hook_step > 0: the
+ * test hook runs after the forward */
+static mf_status micro_step(mf_gpt *g, mf_ctx *c, int32_t *in, int32_t *tg, int B, int T, float seed,
+                            int hook_step, double *sum) {
+  mf_ctx_reset(c);
+  mf_tensor idx, tgt;
+  MF_TRY(batch_tensors(c, in, tg, B, T, &idx, &tgt));
+  mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
+  if (!losses) return mf_ctx_status(c);
+  if (hook_step && g_hook) MF_TRY(g_hook(0, hook_step));
+  MF_TRY(loss_sum(c, losses->data, B * T, sum));
+  return mf_backward(c, losses, seed);
+}
+
+/* ---- the micro-step as a CUDA graph (cuda_graph: true) ----
+ * A graph replays the kernels it recorded on the addresses they were given, so everything
+ * the micro-step touches must stay where it was at the capture: the parameters, their
+ * gradients and the bf16 weight copy (placed once), the batch and the loss seed (buffers
+ * of their own here), and the activations in the step arena, whose allocation sequence is
+ * the same in every micro-step of one shape (B, T, recompute level), so it hands out the
+ * same addresses after each reset, unless it grew (then the next reset moves it: the
+ * arena's growth count is compared). Host work that would wait for the device stays
+ * outside the capture: the batch upload before, the loss readback after, the gradient
+ * norm and AdamW (its lr changes per step) after the micro-steps.
+ * The first micro-step of a shape runs eagerly, so the arena, the tape, the scratch area
+ * and cuBLASLt's state reach their final sizes; the next is captured and launched, and
+ * every later one only launches the graph. A change of shape, recompute level or arena
+ * drops the graph and starts over. */
+struct mf_step_graph {
+  const mf_backend *be;
+  void *exec;           /* the captured micro-step; NULL until captured */
+  int32_t *din, *dtg;   /* the batch, device copies at fixed addresses */
+  float *dseed;         /* d(loss)/d(per-token loss) for each token, uploaded before capture */
+  float seed;           /* the value in dseed (NAN: not filled) */
+  int B, T, recompute;  /* the shape the buffers and the graph are for */
+  int grows;            /* the arena's growth count when they were made */
+  int warm;             /* an eager micro-step ran at this shape and the arena kept still */
+  const float *losses;  /* where the captured forward leaves the per-token losses */
+  long captures, replays;
+};
+
+mf_status mf_step_graph_create(mf_step_graph **out, const mf_backend *be) {
+  *out = NULL;
+  if (!be->graph_begin)
+    return MF_ERR(MF_ERR_CONFIG, "cuda_graph: true needs device: cuda (the %s backend has no CUDA graphs); set "
+                  "cuda_graph: false", be->name);
+  mf_step_graph *sg = calloc(1, sizeof *sg);
+  if (!sg) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  sg->be = be;
+  sg->seed = NAN;
+  *out = sg;
+  return MF_OK;
+}
+
+static void graph_drop(mf_step_graph *sg) {
+  if (sg->exec && sg->be->graph_free) sg->be->graph_free(sg->exec);
+  sg->exec = NULL;
+}
+
+void mf_step_graph_free(mf_step_graph *sg) {
+  if (!sg) return;
+  graph_drop(sg);
+  sg->be->free(sg->din);
+  sg->be->free(sg->dtg);
+  sg->be->free(sg->dseed);
+  free(sg);
+}
+
+void mf_step_graph_stats(const mf_step_graph *sg, long *captures, long *replays) {
+  *captures = sg ? sg->captures : 0;
+  *replays = sg ? sg->replays : 0;
+}
+
+/* the buffers for shape B x T and the current arena; a stale graph is dropped */
+static mf_status graph_prepare(mf_step_graph *sg, mf_ctx *c, int B, int T, float seed) {
+  const mf_backend *be = sg->be;
+  int grows = mf_ctx_arena_grows(c), rc = mf_ctx_recompute(c);
+  if (sg->B != B || sg->T != T) {
+    graph_drop(sg);
+    be->free(sg->din);
+    be->free(sg->dtg);
+    be->free(sg->dseed);
+    size_t n = (size_t)B * T;
+    sg->din = be->alloc(n * sizeof(int32_t));
+    sg->dtg = be->alloc(n * sizeof(int32_t));
+    sg->dseed = be->alloc(n * sizeof(float));
+    sg->B = sg->T = 0;
+    if (!sg->din || !sg->dtg || !sg->dseed) return MF_ERR(MF_ERR_NOMEM, "cuda_graph: out of device memory");
+    sg->B = B;
+    sg->T = T;
+    sg->seed = NAN;
+    sg->warm = 0;
+  }
+  if (sg->recompute != rc || sg->grows != grows) {
+    graph_drop(sg);
+    sg->recompute = rc;
+    sg->grows = grows;
+    sg->warm = 0;
+  }
+  if (!(sg->seed == seed)) { /* a new accumulation count (or the first micro-step) */
+    size_t n = (size_t)B * T;
+    float *h = malloc(n * sizeof *h);
+    if (!h) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) h[i] = seed;
+    be->to_device(sg->dseed, h, n * sizeof *h);
+    free(h);
+    sg->seed = seed;
+  }
+  return MF_OK;
+}
+
+/* forward and backward on the fixed buffers, captured (capture 1) or run now */
+static mf_status graph_forward_backward(mf_step_graph *sg, mf_gpt *g, mf_ctx *c, int capture, const float **losses) {
+  const mf_backend *be = sg->be;
+  mf_ctx_reset(c);
+  const char *why = capture ? be->graph_begin() : NULL;
+  if (why) return MF_ERR(MF_ERR_BACKEND, "cuda_graph: cannot start capturing the training step: %s", why);
+  mf_tensor idx = mf_view(sg->din, MF_I32, 2, (int64_t[]){sg->B, sg->T});
+  mf_tensor tgt = mf_view(sg->dtg, MF_I32, 2, (int64_t[]){sg->B, sg->T});
+  idx.device = tgt.device = be->device;
+  mf_tensor *l = mf_gpt_forward(g, c, &idx, &tgt);
+  mf_status st = l ? mf_backward_seeded(c, l, sg->dseed) : mf_ctx_status(c);
+  *losses = l ? l->data : NULL;
+  if (!capture) return st;
+  void *x = NULL;
+  why = be->graph_end(&x); /* ends the capture whatever happened in it */
+  if (st != MF_OK || why) {
+    if (x) be->graph_free(x);
+    return st != MF_OK ? st : MF_ERR(MF_ERR_BACKEND, "cuda_graph: capturing the training step failed: %s", why);
+  }
+  sg->exec = x;
+  sg->captures++;
+  return MF_OK;
+}
+
+static mf_status graph_micro_step(mf_step_graph *sg, mf_gpt *g, mf_ctx *c, int32_t *in, int32_t *tg, int B,
+                                  int T, float seed, int hook_step, double *sum) {
+  const mf_backend *be = sg->be;
+  size_t bytes = (size_t)B * T * sizeof(int32_t);
+  MF_TRY(graph_prepare(sg, c, B, T, seed));
+  be->to_device(sg->din, in, bytes);
+  be->to_device(sg->dtg, tg, bytes);
+  const float *losses = sg->losses;
+  int grows = mf_ctx_arena_grows(c);
+  if (!sg->exec && sg->warm) {
+    MF_TRY(graph_forward_backward(sg, g, c, 1, &losses));
+    sg->losses = losses;
+    if (mf_ctx_arena_grows(c) != grows) graph_drop(sg); /* it moves at the next reset: run it now */
+  }
+  if (sg->exec) {
+    const char *why = be->graph_launch(sg->exec);
+    if (why) return MF_ERR(MF_ERR_BACKEND, "cuda_graph: replaying the training step failed: %s", why);
+    sg->replays++;
+  } else {
+    MF_TRY(graph_forward_backward(sg, g, c, 0, &losses));
+    sg->warm = mf_ctx_arena_grows(c) == sg->grows;
+  }
+  if (hook_step && g_hook) MF_TRY(g_hook(0, hook_step));
+  return loss_sum(c, losses, B * T, sum);
+}
+
 mf_status mf_gpt_train_step(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backend *be,
                             const mf_train_cfg *tc, int step, int accum, int32_t *const *inputs,
                             int32_t *const *targets, int B, int T, double *loss_out, double *norm_out) {
+  return mf_gpt_train_step_graph(NULL, g, c, opt, be, tc, step, accum, inputs, targets, B, T, loss_out, norm_out);
+}
+
+mf_status mf_gpt_train_step_graph(mf_step_graph *sg, mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_backend *be,
+                                  const mf_train_cfg *tc, int step, int accum, int32_t *const *inputs,
+                                  int32_t *const *targets, int B, int T, double *loss_out, double *norm_out) {
   mf_params_zero_grad(&g->params);
   double loss = 0;
   float seed = 1.0f / ((float)B * T * accum); /* d(mean loss over the global batch) */
   for (int k = 0; k < accum; k++) {
-    mf_ctx_reset(c);
-    mf_tensor idx, tgt;
-    MF_TRY(batch_tensors(c, inputs[k], targets[k], B, T, &idx, &tgt));
-    mf_tensor *losses = mf_gpt_forward(g, c, &idx, &tgt);
-    if (!losses) return mf_ctx_status(c);
-    if (k == 0 && g_hook) MF_TRY(g_hook(0, step));
     double s = 0;
-    MF_TRY(loss_sum(c, losses, B * T, &s));
+    if (sg) MF_TRY(graph_micro_step(sg, g, c, inputs[k], targets[k], B, T, seed, k == 0 ? step : 0, &s));
+    else MF_TRY(micro_step(g, c, inputs[k], targets[k], B, T, seed, k == 0 ? step : 0, &s));
     loss += s / ((double)B * T * accum);
-    MF_TRY(mf_backward(c, losses, seed));
   }
   double norm = mf_grad_norm(&g->params, be);
   *loss_out = loss;
@@ -513,6 +697,7 @@ mf_status mf_dist_init(mf_dist *d, mf_par *par, mf_gpt *g, const mf_parallel_cfg
 }
 
 void mf_dist_free(mf_dist *d) {
+  mf_step_graph_free(d->graph);
   mf_dp_free(d->dp);
   free(d->norm_w);
   memset(d, 0, sizeof *d);
@@ -524,7 +709,8 @@ mf_status mf_gpt_train_step_dist(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_b
                                  double *norm_out) {
   if (!d || !d->par || (d->par->size == 1 && !d->dp)) {
     if (d) d->stop_out = d->stop_in;
-    return mf_gpt_train_step(g, c, opt, be, tc, step, accum, inputs, targets, B, T, loss_out, norm_out);
+    return mf_gpt_train_step_graph(d ? d->graph : NULL, g, c, opt, be, tc, step, accum, inputs, targets, B, T,
+                                   loss_out, norm_out);
   }
   mf_par *par = d->par;
   mf_params_zero_grad(&g->params);
@@ -538,7 +724,7 @@ mf_status mf_gpt_train_step_dist(mf_gpt *g, mf_ctx *c, mf_adamw *opt, const mf_b
     if (!losses) return mf_ctx_status(c);
     if (k == 0 && g_hook) MF_TRY(g_hook(par->rank, step));
     double s = 0;
-    MF_TRY(loss_sum(c, losses, B * T, &s));
+    MF_TRY(loss_sum(c, losses->data, B * T, &s));
     loss += s / denom;
     /* the last micro-batch completes the gradients: reduce buckets as they become final */
     if (k == accum - 1 && d->dp) MF_TRY(mf_dp_arm(d->dp, c));
@@ -644,6 +830,11 @@ static mf_status loop(run *r) {
   if (st == MF_OK && r->lead)
     printf("done: step %lld, loss %.4f, val_loss %.4f, %.0f tok/s (last step)\n", (long long)r->st.step,
            r->st.loss, r->st.val_loss, tok_s);
+  if (st == MF_OK && r->lead && r->dist.graph) {
+    long cap, rep;
+    mf_step_graph_stats(r->dist.graph, &cap, &rep);
+    printf("cuda graph: the micro-step captured %ld time%s, replayed %ld times\n", cap, cap == 1 ? "" : "s", rep);
+  }
   if (st == MF_OK && r->lead && r->dist.dp) {
     double exposed, hook;
     long n;

@@ -36,9 +36,26 @@ mf_status mf_gpt_train_step(mf_gpt *g, mf_ctx *c, struct mf_adamw *opt, const st
                             const mf_train_cfg *tc, int step, int accum, int32_t *const *inputs,
                             int32_t *const *targets, int B, int T, double *loss, double *grad_norm);
 
+/* The micro-step (forward and backward) captured once as a CUDA graph and replayed after
+ * (config key cuda_graph; trainers/train.c says what stays fixed). For backends with graph
+ * entries only (CUDA; MF_ERR_CONFIG otherwise), one process, static shapes: the graph is
+ * made again when B, T, the recompute level or the step arena change, never silently
+ * reused. The same kernels on the same data as without: the same losses, bit for bit. */
+typedef struct mf_step_graph mf_step_graph;
+mf_status mf_step_graph_create(mf_step_graph **sg, const struct mf_backend *be);
+void mf_step_graph_free(mf_step_graph *sg);
+void mf_step_graph_stats(const mf_step_graph *sg, long *captures, long *replays);
+/* mf_gpt_train_step with the micro-steps replayed from sg (NULL: run as they come) */
+mf_status mf_gpt_train_step_graph(mf_step_graph *sg, mf_gpt *g, mf_ctx *c, struct mf_adamw *opt,
+                                  const struct mf_backend *be, const mf_train_cfg *tc, int step, int accum,
+                                  int32_t *const *inputs, int32_t *const *targets, int B, int T,
+                                  double *loss, double *grad_norm);
+
 /* How a step spreads over the ranks (every rank of the grid runs the same steps). */
 typedef struct mf_dist {
   struct mf_par *par;    /* the DP x TP grid; g was made with par->tp (mf_gpt_create_tp) */
+  mf_step_graph *graph;  /* one process only: the micro-step as a CUDA graph (NULL: none);
+                          * owned (mf_dist_free); set after mf_dist_init */
   struct mf_dp *dp;      /* gradient sync over par->dp; NULL with one data-parallel rank */
   double *norm_w;        /* per parameter: its weight in the squared gradient norm */
   int stop_in, stop_out; /* in: this rank wants to stop; out: some rank does (all agree) */

@@ -53,6 +53,54 @@ void cu_to_host(void *dst, const void *src, size_t bytes) {
   MF_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
+// ---- CUDA graphs of the stream's work (kernels/backend.h) ----
+// Thread-local capture: only this thread's calls that would wait or allocate break it
+// (OpenMP workers of host code are not concerned).
+
+struct Graph {
+  cudaGraphExec_t exec;
+  unsigned long scratch_gen;  // the scratch area the recorded launchers used
+};
+
+const char *graph_error(const char *what, cudaError_t e) {
+  static thread_local char buf[256];
+  (void)cudaGetLastError();  // not sticky: the caller reports it
+  snprintf(buf, sizeof buf, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+  return buf;
+}
+
+const char *cu_graph_begin() {
+  cudaError_t e = cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal);
+  return e == cudaSuccess ? nullptr : graph_error("cudaStreamBeginCapture", e);
+}
+const char *cu_graph_end(void **out) {
+  *out = nullptr;
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream(), &g);
+  if (e != cudaSuccess)
+    return graph_error("cudaStreamEndCapture (a call during the capture waited for the device or allocated)", e);
+  cudaGraphExec_t x = nullptr;
+  e = cudaGraphInstantiate(&x, g, 0);
+  MF_CUDA_CHECK(cudaGraphDestroy(g));
+  if (e != cudaSuccess) return graph_error("cudaGraphInstantiate", e);
+  *out = new Graph{x, mf_cuda::scratch_generation()};
+  return nullptr;
+}
+const char *cu_graph_launch(void *p) {
+  Graph *g = static_cast<Graph *>(p);
+  if (g->scratch_gen != mf_cuda::scratch_generation())
+    return "the CUDA scratch area was reallocated after the capture (a larger shape ran since)";
+  cudaError_t e = cudaGraphLaunch(g->exec, stream());
+  if (e == cudaSuccess) e = cudaGetLastError();  // the emulator reports failed replays here
+  return e == cudaSuccess ? nullptr : graph_error("cudaGraphLaunch", e);
+}
+void cu_graph_free(void *p) {
+  if (!p) return;
+  Graph *g = static_cast<Graph *>(p);
+  MF_CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+  delete g;
+}
+
 // ---- the kernels, with the CPU kernels' signatures; T = the storage type (float, bf16) ----
 // float * arguments carry T except where kernels/backend.h says fp32 (losses, statistics,
 // master weights, m, v).
@@ -265,6 +313,10 @@ template <typename T> mf_backend make_backend() {
   b.copy = cu_copy;
   b.cast_copy = half ? cu_cast_copy : nullptr;
   b.stream = cu_stream;
+  b.graph_begin = cu_graph_begin;
+  b.graph_end = cu_graph_end;
+  b.graph_launch = cu_graph_launch;
+  b.graph_free = cu_graph_free;
   return b;
 }
 

@@ -111,8 +111,14 @@ inline size_t &scratch_size() {
   static size_t n = 0;
   return n;
 }
+// bumped whenever the area moves: a CUDA graph captured before holds a stale address
+inline unsigned long &scratch_generation() {
+  static unsigned long g = 0;
+  return g;
+}
 inline void *scratch(size_t bytes) {
   if (bytes > scratch_size()) {
+    scratch_generation()++;
     size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes + bytes / 4;
     if (scratch_ptr()) {
       MF_CUDA_CHECK(cudaDeviceSynchronize());  // earlier kernels may still use it
@@ -125,6 +131,7 @@ inline void *scratch(size_t bytes) {
   return scratch_ptr();
 }
 inline void scratch_release() {
+  scratch_generation()++;
   if (scratch_ptr()) {
     MF_CUDA_CHECK(cudaDeviceSynchronize());
     MF_CUDA_CHECK(cudaFree(scratch_ptr()));

@@ -10,7 +10,9 @@
 #   3. the trainer with device: cuda against the CPU backend (tests/e2e/cuda_emu.sh), when the
 #      full CMake build works here; 3b. data and tensor parallel on the GPU vs 1 process
 #      (tests/parallel/cuda_emu.sh: NCCL with 2+ GPUs, staged on one); 3c. the NCCL
-#      communicator vs the host one (tests/gpu/nccl.sh); 4. benchmarks/gpt_train --device cuda vs PyTorch.
+#      communicator vs the host one (tests/gpu/nccl.sh); 3d. cuda_graph: true vs eager steps: the
+#      same losses, and the ms/step of both (tests/gpu/cuda_graph.sh); 4. benchmarks/gpt_train
+#      --device cuda vs PyTorch, and ours with --cuda-graph.
 # Usage: tests/gpu/run.sh [build-dir]   (logs also under $OUT when the device tool sets it)
 # Exit status: 0 when every check passed (or none could run: no GPU), 1 otherwise.
 set -uo pipefail
@@ -111,12 +113,19 @@ if [ "$BIN" = "$BUILD/tests/test_gpu_ops" ]; then
     # ---- 3c. the NCCL communicator against the host one (every collective)
     bash tests/gpu/nccl.sh "$BUILD" 2>&1 | tee "$LOG/nccl.log"
     [ "${PIPESTATUS[0]}" = 0 ] || RC=1
+    # ---- 3d. the micro-step replayed as a CUDA graph against eager steps (fp32, bf16)
+    say "cuda_graph: graph replay vs eager steps on the GPU (tests/gpu/cuda_graph.sh)"
+    timeout 240 bash tests/gpu/cuda_graph.sh "$BUILD/mforge" "$BUILD/testdata" 2>&1 | tee "$LOG/cuda_graph.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || RC=1
     # ---- 4. benchmark: GPT-2 124M, T 1024, ours vs PyTorch on this GPU; never fails the script
     say "benchmark: gpt_train --device cuda (bf16, then fp32)"
     timeout 200 "$BUILD/benchmarks/gpt_train" --device cuda --precision bf16 --shapes 124m --T 1024 --B 16 \
       --rounds 2 --steps 10 --warmup 3 2>&1 | tee "$LOG/bench.txt" || say "bf16 benchmark did not finish"
     timeout 100 "$BUILD/benchmarks/gpt_train" --device cuda --shapes 124m --T 1024 --B 8 --rounds 1 \
       --steps 10 --warmup 3 2>&1 | tee -a "$LOG/bench.txt" || say "fp32 benchmark did not finish"
+    timeout 100 "$BUILD/benchmarks/gpt_train" --device cuda --precision bf16 --shapes 124m --T 1024 --B 16 \
+      --rounds 1 --steps 10 --warmup 3 --no-torch --cuda-graph 2>&1 | tee -a "$LOG/bench.txt" ||
+      say "bf16 --cuda-graph benchmark did not finish"
   else
     say "skipped: trainer on the GPU (mforge or the moby-dick data could not be built here; see $LOG)"
   fi

@@ -127,6 +127,7 @@ enum cudaError_t {
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
@@ -134,6 +135,11 @@ enum cudaError_t {
   cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
   cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorStreamCaptureWrongThread = 908,
   cudaErrorUnknown = 999
 };
 enum cudaMemcpyKind {
@@ -181,8 +187,22 @@ struct cudaPointerAttributes {
 };
 struct CUstream_st;
 struct CUevent_st;
+struct CUgraph_st;
+struct CUgraphExec_st;
 typedef CUstream_st *cudaStream_t;
 typedef CUevent_st *cudaEvent_t;
+typedef CUgraph_st *cudaGraph_t;
+typedef CUgraphExec_st *cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2
+};
 #define cudaStreamLegacy ((cudaStream_t)0x1)
 #define cudaStreamPerThread ((cudaStream_t)0x2)
 #define cudaStreamDefault 0x00
@@ -223,7 +243,7 @@ struct cudaFuncAttributes {
 
 /* ---- runtime API (emu_runtime.cpp). C++ linkage, so the names never clash with libcudart.
  * Streams and events keep order trivially: every call, launches included, completes before
- * it returns. ---- */
+ * it returns (unless a capture records it: see below). ---- */
 cudaError_t cudaMalloc(void **p, size_t size);
 cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s);
 cudaError_t cudaMallocHost(void **p, size_t size);
@@ -263,6 +283,20 @@ cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaStreamQuery(cudaStream_t s);
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags = 0);
+/* Stream capture and graphs: while a stream captures, kernel launches, cudaMemsetAsync and
+ * cudaMemcpyAsync on it are recorded (arguments copied), not run; cudaGraphLaunch runs the
+ * records in order, each launch with the usual checks. As on a GPU (Global and ThreadLocal
+ * modes; the emulator has one thread), synchronising calls, cudaMalloc/cudaFree, copies of
+ * pageable host memory and work on the legacy stream fail during a capture with a report,
+ * and invalidate it: cudaStreamEndCapture then returns cudaErrorStreamCaptureInvalidated. */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
@@ -589,6 +623,11 @@ typedef void (*Invoker)(void *fn, const void *params);
 void *param_space(size_t size, size_t align);
 void launch(const char *expr, const void *fn, dim3 grid, dim3 block, size_t smem,
             cudaStream_t stream, Invoker invoke, const void *params);
+/* where a launch on s goes: 0 it runs now; 1 into s's capture (record it); -1 refused
+ * (bad configuration, invalidated capture, legacy stream during a capture: error set) */
+int capture_launch(cudaStream_t s, const char *expr, const void *fn, dim3 grid, dim3 block,
+                   size_t smem);
+void record(cudaStream_t s, std::function<void()> work); /* appends to s's capture */
 /* each thread calls the kernel with its own copies of the arguments */
 template <class... P> void invoke(void *fn, const void *params) {
   std::apply(reinterpret_cast<void (*)(P...)>(fn), *static_cast<const std::tuple<P...> *>(params));
@@ -602,9 +641,22 @@ inline void mf_emu_launch(const char *expr, void (*kernel)(P...), dim3 grid, dim
                           cudaStream_t stream, A &&...args) {
   static_assert(sizeof...(P) == sizeof...(A), "MF_LAUNCH: wrong number of kernel arguments");
   using Tup = std::tuple<std::decay_t<P>...>;
+  const void *fn = reinterpret_cast<const void *>(kernel);
+  int cap = mf_emu::capture_launch(stream, expr, fn, grid, block, smem);
+  if (cap < 0) return;
+  if (cap > 0) {
+    /* replayed like a launch now: the arguments go to the parameter space first, so the
+     * kernel never reads heap memory (the host-memory check would report it) */
+    auto saved = std::make_shared<Tup>(std::forward<A>(args)...);
+    mf_emu::record(stream, [=] {
+      Tup *t = new (mf_emu::param_space(sizeof(Tup), alignof(Tup))) Tup(*saved);
+      mf_emu::launch(expr, fn, grid, block, smem, stream, &mf_emu::invoke<std::decay_t<P>...>, t);
+      t->~Tup();
+    });
+    return;
+  }
   Tup *t = new (mf_emu::param_space(sizeof(Tup), alignof(Tup))) Tup(std::forward<A>(args)...);
-  mf_emu::launch(expr, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
-                 &mf_emu::invoke<std::decay_t<P>...>, t);
+  mf_emu::launch(expr, fn, grid, block, smem, stream, &mf_emu::invoke<std::decay_t<P>...>, t);
   t->~Tup();
 }
 

@@ -96,6 +96,8 @@ Alloc *find_alloc(uintptr_t a); /* region (data or guards) containing a */
 bool in_image(uintptr_t a);     /* a global/static of a loaded object */
 size_t max_dyn_smem(const void *fn);
 void note_launch(const std::string &name);
+/* grid, block and shared memory a launch may have; sets the launch error if not */
+bool launch_config_ok(const void *fn, dim3 grid, dim3 block, size_t smem);
 
 /* reports: kind is a short title; body lines follow; pc is where it happened */
 void report(const char *kind, const void *pc, const std::string &body);

@@ -438,10 +438,81 @@ std::vector<std::string> launched_kernels() { return g_launch_order; }
 using namespace mf_emu;
 #define RA __builtin_return_address(0)
 
+/* ---- streams and their captures (the API functions are further down) ---- */
+typedef std::vector<std::function<void()>> Work;
+struct CUstream_st {
+  int live;
+  cudaStreamCaptureStatus capture;
+  cudaStreamCaptureMode mode;
+  Work work; /* what the capture recorded */
+};
+struct CUgraph_st { Work work; };
+struct CUgraphExec_st { Work work; };
+static std::vector<cudaStream_t> g_capturing; /* streams between Begin- and EndCapture */
+
+static bool legacy_stream(cudaStream_t s) { return !s || s == cudaStreamLegacy; }
+static bool pseudo_stream(cudaStream_t s) { return legacy_stream(s) || s == cudaStreamPerThread; }
+static bool is_capturing(cudaStream_t s) {
+  return !g_capturing.empty() && !pseudo_stream(s) && s->capture != cudaStreamCaptureStatusNone;
+}
+
+/* A call a capture does not allow: on a GPU it fails and invalidates the capture, so here
+ * too, with a report naming the call. relaxed: the call is one that relaxed mode permits
+ * (cudaMalloc, cudaFree); only s's capture is affected when s is given. Returns the error,
+ * or cudaSuccess when no capture is concerned. */
+static cudaError_t capture_forbids(const std::string &call, const void *pc, cudaError_t e, bool relaxed,
+                                   cudaStream_t s = nullptr) {
+  bool hit = false;
+  for (cudaStream_t c : g_capturing) {
+    if ((s && c != s) || (relaxed && c->mode == cudaStreamCaptureModeRelaxed)) continue;
+    c->capture = cudaStreamCaptureStatusInvalidated;
+    hit = true;
+  }
+  if (!hit) return cudaSuccess;
+  report("call not allowed during stream capture", pc,
+         call + " at " + where(pc) + " while a stream captures a CUDA graph: a GPU refuses it (" +
+             cudaGetErrorName(e) + ") and invalidates the capture (cudaStreamEndCapture fails)");
+  return fail(e);
+}
+
+/* where an asynchronous operation on s goes: 0 run now, 1 record into s's capture,
+ * -1 refused (error set) */
+static int capture_route(cudaStream_t s, const std::string &what, const void *pc) {
+  if (g_capturing.empty()) return 0;
+  if (is_capturing(s)) {
+    if (s->capture == cudaStreamCaptureStatusInvalidated) {
+      fail(cudaErrorStreamCaptureInvalidated);
+      return -1;
+    }
+    return 1;
+  }
+  if (legacy_stream(s) &&
+      capture_forbids(what + " on the legacy stream", pc, cudaErrorStreamCaptureImplicit, false) != cudaSuccess)
+    return -1;
+  return 0;
+}
+
+int mf_emu::capture_launch(cudaStream_t s, const char *expr, const void *fn, dim3 grid, dim3 block,
+                           size_t smem) {
+  int r = capture_route(s, std::string("launch of ") + expr, RA);
+  if (r > 0 && !launch_config_ok(fn, grid, block, smem)) return -1;
+  return r;
+}
+void mf_emu::record(cudaStream_t s, std::function<void()> work) {
+  if (!is_capturing(s)) die("record: the stream is not capturing");
+  s->work.push_back(std::move(work));
+}
+
+/* host memory in an asynchronous copy during capture must be pinned (cudaMallocHost): a
+ * graph cannot copy pageable memory */
+static bool pageable(const void *p) { return !in_arena(p); } /* the arena: device or pinned */
+
 /* ---- memory ---- */
 static cudaError_t do_malloc(void **p, size_t n, bool host, const void *pc) {
   if (!p) return fail(cudaErrorInvalidValue);
   *p = nullptr;
+  if (cudaError_t e = capture_forbids(host ? "cudaMallocHost" : "cudaMalloc", pc, cudaErrorStreamCaptureUnsupported, true))
+    return e;
   if (n == 0) return cudaSuccess;
   Alloc *al = arena_alloc(n, host, pc);
   if (!al) return fail(cudaErrorMemoryAllocation);
@@ -457,6 +528,7 @@ cudaError_t cudaMallocManaged(void **p, size_t n, unsigned int) { return do_mall
 static cudaError_t do_free(void *p, const void *pc) {
   init();
   if (!p) return cudaSuccess;
+  if (cudaError_t e = capture_forbids("cudaFree", pc, cudaErrorStreamCaptureUnsupported, true)) return e;
   Alloc *al = find_alloc((uintptr_t)p);
   if (!al || al->base != (uintptr_t)p || al->freed) {
     report(al && al->freed ? "double cudaFree" : "bad cudaFree", pc,
@@ -501,9 +573,30 @@ static cudaError_t do_memcpy(void *dst, const void *src, size_t n, cudaMemcpyKin
   if (dd) mark_written(ad, (uintptr_t)dst, n);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k) { return do_memcpy(d, s, n, k, RA); }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t) {
+/* synchronous copies and memsets wait for the device: never during a capture */
+static cudaError_t sync_call(const char *call, const void *pc) {
+  return g_capturing.empty() ? cudaSuccess
+                             : capture_forbids(call, pc, cudaErrorStreamCaptureUnsupported, false);
+}
+/* an asynchronous copy on st: now, or recorded (its host side pinned) */
+static cudaError_t async_copy(cudaStream_t st, const void *d, const void *s, const char *call, const void *pc,
+                              std::function<cudaError_t()> op) {
+  int r = capture_route(st, call, pc);
+  if (r < 0) return g_last_error;
+  if (r == 0) return op();
+  if (pageable(d) || pageable(s))
+    return capture_forbids(std::string(call) + " of pageable host memory", pc, cudaErrorStreamCaptureUnsupported,
+                           false, st);
+  record(st, [op] { op(); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k) {
+  if (cudaError_t e = sync_call("cudaMemcpy", RA)) return e;
   return do_memcpy(d, s, n, k, RA);
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st) {
+  const void *pc = RA;
+  return async_copy(st, d, s, "cudaMemcpyAsync", pc, [=] { return do_memcpy(d, s, n, k, pc); });
 }
 static cudaError_t do_memcpy2d(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h,
                                cudaMemcpyKind k, const void *pc) {
@@ -515,11 +608,13 @@ static cudaError_t do_memcpy2d(void *d, size_t dp, const void *s, size_t sp, siz
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy2D(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h, cudaMemcpyKind k) {
+  if (cudaError_t e = sync_call("cudaMemcpy2D", RA)) return e;
   return do_memcpy2d(d, dp, s, sp, w, h, k, RA);
 }
 cudaError_t cudaMemcpy2DAsync(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h,
-                              cudaMemcpyKind k, cudaStream_t) {
-  return do_memcpy2d(d, dp, s, sp, w, h, k, RA);
+                              cudaMemcpyKind k, cudaStream_t st) {
+  const void *pc = RA;
+  return async_copy(st, d, s, "cudaMemcpy2DAsync", pc, [=] { return do_memcpy2d(d, dp, s, sp, w, h, k, pc); });
 }
 static cudaError_t do_memset(void *p, int v, size_t n, const void *pc) {
   init();
@@ -532,8 +627,20 @@ static cudaError_t do_memset(void *p, int v, size_t n, const void *pc) {
   mark_written(al, (uintptr_t)p, n);
   return cudaSuccess;
 }
-cudaError_t cudaMemset(void *p, int v, size_t n) { return do_memset(p, v, n, RA); }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return do_memset(p, v, n, RA); }
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+  if (cudaError_t e = sync_call("cudaMemset", RA)) return e;
+  return do_memset(p, v, n, RA);
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t st) {
+  const void *pc = RA;
+  int r = capture_route(st, "cudaMemsetAsync", pc);
+  if (r < 0) return g_last_error;
+  if (r == 0) return do_memset(p, v, n, pc);
+  Alloc *al;
+  if (n && !check_range("cudaMemsetAsync", p, n, &al, pc)) return fail(cudaErrorInvalidValue);
+  record(st, [=] { do_memset(p, v, n, pc); });
+  return cudaSuccess;
+}
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
   if (f) *f = kTotalMem - g_live_bytes;
   if (t) *t = kTotalMem;
@@ -620,7 +727,7 @@ cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
   }
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return sync_call("cudaDeviceSynchronize", RA); }
 cudaError_t cudaDeviceReset() {
   g_last_error = cudaSuccess;
   return cudaSuccess;
@@ -660,6 +767,12 @@ static const struct { cudaError_t e; const char *name, *text; } kErrors[] = {
     {cudaErrorMisalignedAddress, "cudaErrorMisalignedAddress", "misaligned address"},
     {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
     {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState", "the operation cannot be performed in the present state"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated", "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureUnmatched, "cudaErrorStreamCaptureUnmatched", "the capture was not initiated in this stream"},
+    {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit", "operation would make the legacy stream depend on a capturing blocking stream"},
+    {cudaErrorStreamCaptureWrongThread, "cudaErrorStreamCaptureWrongThread", "attempt to terminate a thread-local capture sequence from another thread"},
     {cudaErrorUnknown, "cudaErrorUnknown", "unknown error"},
 };
 const char *cudaGetErrorString(cudaError_t e) {
@@ -674,23 +787,91 @@ const char *cudaGetErrorName(cudaError_t e) {
 }
 
 /* ---- streams and events: work is done when the call returns, so order always holds ---- */
-struct CUstream_st { int live; };
 struct CUevent_st { int live; unsigned flags; bool recorded; double t; };
 static bool stream_ok(cudaStream_t s) { return !s || s == cudaStreamLegacy || s == cudaStreamPerThread || s->live; }
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
   if (!s) return fail(cudaErrorInvalidValue);
-  *s = new CUstream_st{1};
+  *s = new CUstream_st{1, cudaStreamCaptureStatusNone, cudaStreamCaptureModeGlobal, {}};
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned int f, int) { return cudaStreamCreateWithFlags(s, f); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   if (!s || !stream_ok(s)) return fail(cudaErrorInvalidResourceHandle);
+  if (is_capturing(s)) return fail(cudaErrorStreamCaptureUnsupported);
   s->live = 0; /* kept allocated: a later use is recognised */
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return stream_ok(s) ? cudaSuccess : fail(cudaErrorInvalidResourceHandle); }
-cudaError_t cudaStreamQuery(cudaStream_t s) { return stream_ok(s) ? cudaSuccess : fail(cudaErrorInvalidResourceHandle); }
+/* waiting for a stream during a capture: on the capturing stream itself in every mode */
+static cudaError_t stream_wait(cudaStream_t s, const char *call, const void *pc) {
+  if (!stream_ok(s)) return fail(cudaErrorInvalidResourceHandle);
+  if (g_capturing.empty()) return cudaSuccess;
+  if (is_capturing(s)) return capture_forbids(call, pc, cudaErrorStreamCaptureUnsupported, false, s);
+  return legacy_stream(s) ? capture_forbids(call, pc, cudaErrorStreamCaptureImplicit, false) : cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { return stream_wait(s, "cudaStreamSynchronize", RA); }
+cudaError_t cudaStreamQuery(cudaStream_t s) { return stream_wait(s, "cudaStreamQuery", RA); }
+
+/* ---- stream capture and graphs: a graph is the capture's records, replayed in order ---- */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+  init();
+  if (pseudo_stream(s)) return fail(cudaErrorStreamCaptureUnsupported); /* as on a GPU */
+  if (!s->live || (unsigned)mode > cudaStreamCaptureModeRelaxed) return fail(cudaErrorInvalidValue);
+  if (s->capture != cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalState);
+  s->capture = cudaStreamCaptureStatusActive;
+  s->mode = mode;
+  s->work.clear();
+  g_capturing.push_back(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+  if (!graph) return fail(cudaErrorInvalidValue);
+  *graph = nullptr;
+  if (pseudo_stream(s) || !s->live) return fail(cudaErrorInvalidResourceHandle);
+  if (s->capture == cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalState);
+  bool valid = s->capture == cudaStreamCaptureStatusActive;
+  g_capturing.erase(std::find(g_capturing.begin(), g_capturing.end(), s));
+  s->capture = cudaStreamCaptureStatusNone;
+  Work w;
+  w.swap(s->work);
+  if (!valid) return fail(cudaErrorStreamCaptureInvalidated);
+  *graph = new CUgraph_st{std::move(w)};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+  if (!status || !stream_ok(s)) return fail(!status ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle);
+  *status = pseudo_stream(s) ? cudaStreamCaptureStatusNone : s->capture;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+  if (!exec || !graph) return fail(cudaErrorInvalidValue);
+  *exec = new CUgraphExec_st{graph->work}; /* a copy: the graph may be destroyed now */
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long f) {
+  return cudaGraphInstantiate(exec, graph, f);
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+  if (!exec || !stream_ok(s)) return fail(cudaErrorInvalidResourceHandle);
+  int r = capture_route(s, "cudaGraphLaunch", RA);
+  if (r < 0) return g_last_error;
+  if (r > 0) { /* into another capture: its records, as a child graph would run */
+    for (const auto &f : exec->work) record(s, f);
+    return cudaSuccess;
+  }
+  for (const auto &f : exec->work) f(); /* launches report their own errors */
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  if (!exec) return fail(cudaErrorInvalidValue);
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  if (!graph) return fail(cudaErrorInvalidValue);
+  delete graph;
+  return cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   return stream_ok(s) && e && e->live ? cudaSuccess : fail(cudaErrorInvalidResourceHandle);
 }
@@ -713,7 +894,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   e->recorded = true;
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e && e->live ? cudaSuccess : fail(cudaErrorInvalidResourceHandle); }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (!e || !e->live) return fail(cudaErrorInvalidResourceHandle);
+  return sync_call("cudaEventSynchronize", RA);
+}
 cudaError_t cudaEventQuery(cudaEvent_t e) { return e && e->live ? cudaSuccess : fail(cudaErrorInvalidResourceHandle); }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   if (!ms || !a || !b || !a->live || !b->live || (a->flags & cudaEventDisableTiming) ||

@@ -421,6 +421,21 @@ void *param_space(size_t size, size_t align) {
   return buf;
 }
 
+bool launch_config_ok(const void *fn, dim3 grid, dim3 block, size_t smem) {
+  uint64_t threads = (uint64_t)block.x * block.y * block.z;
+  if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 ||
+      block.z > 64 || threads > kMaxThreads || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+      grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+    set_last_error(cudaErrorInvalidConfiguration);
+    return false;
+  }
+  if (smem > max_dyn_smem(fn)) {
+    set_last_error(cudaErrorInvalidValue);
+    return false;
+  }
+  return true;
+}
+
 void launch(const char *expr, const void *fn, dim3 grid, dim3 block, size_t smem,
             cudaStream_t stream, Invoker invoke, const void *params) {
   (void)stream;
@@ -440,17 +455,8 @@ void launch(const char *expr, const void *fn, dim3 grid, dim3 block, size_t smem
     Open() { device_memory_open(); }
     ~Open() { device_memory_close(); }
   } open_device_memory;
+  if (!launch_config_ok(fn, grid, block, smem)) return;
   uint64_t threads = (uint64_t)block.x * block.y * block.z;
-  if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 ||
-      block.z > 64 || threads > kMaxThreads || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
-      grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
-    set_last_error(cudaErrorInvalidConfiguration);
-    return;
-  }
-  if (smem > max_dyn_smem(fn)) {
-    set_last_error(cudaErrorInvalidValue);
-    return;
-  }
   LaunchState &L = g_launch;
   /* forget the previous launch's shared layout */
   memset(g_smem_valid, 0, L.static_top);
