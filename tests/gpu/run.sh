@@ -6,7 +6,8 @@
 #      there is no BLAS). Both compile with -Werror=all-warnings for this GPU's architecture.
 #   2. tests/gpu/test_gpu_ops: every CUDA op (the cuBLASLt matmul included) against its CPU
 #      twin on fresh random inputs; prints one table (op, dtype, shape, max normalised error,
-#      bound, pass/fail) and "test_gpu_ops: N checks, M failed".
+#      bound, pass/fail) and "test_gpu_ops: N checks, M failed". 2b. benchmarks/gpu_kernels:
+#      each op's time, GB/s and TFLOP/s at GPT-2 124M shapes against the ceilings.
 #   3. the trainer with device: cuda against the CPU backend (tests/e2e/cuda_emu.sh), when the
 #      full CMake build works here; 3b. data and tensor parallel on the GPU vs 1 process
 #      (tests/parallel/cuda_emu.sh: NCCL with 2+ GPUs, staged on one); 3c. the NCCL
@@ -31,13 +32,15 @@ ARCH=${ARCH:-90}
 say "GPU: $(nvidia-smi -L 2>/dev/null | head -1 || echo none); sm_$ARCH; $JOBS cores; nvcc $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
 
 BIN=""
+KBENCH=""
 # ---- 1a. the CMake build ----
 if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
      -DMF_CUDA_EMULATION=OFF -DMF_NATIVE=ON >"$LOG/cmake.log" 2>&1 &&
    grep -q "CUDA backend ON" "$LOG/cmake.log"; then
   say "CMake configured; building test_gpu_ops"
-  if cmake --build "$BUILD" -j "$JOBS" --target test_gpu_ops >"$LOG/build.log" 2>&1; then
+  if cmake --build "$BUILD" -j "$JOBS" --target test_gpu_ops gpu_kernels >"$LOG/build.log" 2>&1; then
     BIN=$BUILD/tests/test_gpu_ops
+    KBENCH=$BUILD/benchmarks/gpu_kernels
   else
     tail -30 "$LOG/build.log"
     say "CMake build FAILED (log: $LOG/build.log)"
@@ -78,6 +81,12 @@ else
   nvcc -arch=sm_$ARCH -o "$SB/test_gpu_ops" "$SB"/*.o -lcublasLt -lcublas $BLAS -Xcompiler -fopenmp -lm ||
     { say "link FAILED"; exit 1; }
   BIN=$SB/test_gpu_ops
+  # the per-kernel benchmark: the same objects with its own main
+  mkdir -p "$SB/bench"
+  $NV -c benchmarks/gpu_kernels.cu -o "$SB/bench/gpu_kernels.o" &&
+    nvcc -arch=sm_$ARCH -o "$SB/gpu_kernels" "$SB/bench/gpu_kernels.o" $(ls "$SB"/*.o | grep -v test_gpu_ops.o) \
+      -lcublasLt -lcublas $BLAS -Xcompiler -fopenmp -lm || say "gpu_kernels build FAILED"
+  KBENCH=$SB/gpu_kernels
 fi
 say "built $BIN"
 
@@ -85,6 +94,13 @@ say "built $BIN"
 "$BIN" 2>&1 | tee "$LOG/test_gpu_ops.log"
 RC=${PIPESTATUS[0]}
 say "test_gpu_ops exit status $RC"
+
+# ---- 2b. per-kernel benchmark: GB/s and TFLOP/s of every op at GPT-2 124M shapes against
+# this machine's ceilings (validated against the CPU twins first); never fails the script
+if [ -x "$KBENCH" ]; then
+  say "benchmark: per-kernel (benchmarks/gpu_kernels.cu)"
+  timeout 120 "$KBENCH" --B 8 --T 1024 2>&1 | tee "$LOG/kernels.txt" || say "gpu_kernels did not finish"
+fi
 
 # ---- 3. the trainer on the GPU (needs the CMake build: HDF5, libyaml, ... on this machine) ----
 # tests/e2e/cuda_emu.sh with the real mforge on both sides: `device: cuda` (fp32) trains the
