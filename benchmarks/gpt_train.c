@@ -9,6 +9,9 @@
  *   gpt_train --worker DIR ...   (internal: one timed run of our side)
  * --cuda-graph (with --device cuda): our micro-step replayed as a CUDA graph after the first
  * step (config key cuda_graph; the PyTorch side is unchanged).
+ * Environment: MF_PYTHON (default /usr/bin/python3) runs the PyTorch side; MF_ROOT (default: the
+ * source tree it was built from) holds benchmarks/ref/gpt_train_torch.py.
+ * Exit status 1 when a side failed or the two disagreed on the losses (no valid figure).
  * --device cuda: both sides on the GPU (fp32: TF32 off on both; --precision bf16: ours bf16
  * mixed precision, PyTorch autocast bf16 + fused AdamW, --torch-compile adds torch.compile);
  * memory columns are peak device memory, and MFU (model FLOPs incl. attention / 989 TFLOP/s,
@@ -216,11 +219,12 @@ static int prepare(const char *dir, const shape *s, int B, int T, int nbatch) {
   return ok;
 }
 
-static void bench_one(const opts *o, const shape *s, int T, const char *self) {
+/* 1 when both sides ran and agreed on the losses (the figures mean something), else 0 */
+static int bench_one(const opts *o, const shape *s, int T, const char *self) {
   char dir[] = "/tmp/mf_bench.XXXXXX";
   if (!mkdtemp(dir) || !prepare(dir, s, o->B, T, o->warmup + o->steps)) {
     printf("%-5s T=%-4d prepare failed: %s\n", s->name, T, mf_error_message());
-    return;
+    return 0;
   }
   char th[16], wu[16], st[16];
   snprintf(th, sizeof th, "%d", o->threads);
@@ -228,9 +232,13 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
   snprintf(st, sizeof st, "%d", o->steps);
   char *ours[] = {(char *)self, "--worker", dir, th, wu, st, (char *)o->device, (char *)o->precision,
                   o->graph ? "graph" : "eager", NULL};
+  /* MF_ROOT: the source tree when the binary runs away from the one it was built in (a GPU
+   * machine given a prebuilt bundle, tests/gpu/bundle.sh); MF_PYTHON: the interpreter that
+   * imports torch (Debian's /usr/bin/python3 here; a venv's on the GPU image) */
+  const char *root = getenv("MF_ROOT"), *py = getenv("MF_PYTHON");
   char script[1024];
-  snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", MF_SOURCE_DIR);
-  char *torch[] = {"/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st,
+  snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", root && *root ? root : MF_SOURCE_DIR);
+  char *torch[] = {py && *py ? (char *)py : "/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st,
                    "--device", (char *)o->device, "--precision", (char *)o->precision, "--compile",
                    o->compile ? "1" : "0", NULL};
   int gpu = strcmp(o->device, "cuda") == 0;
@@ -289,11 +297,12 @@ static void bench_one(const opts *o, const shape *s, int T, const char *self) {
   }
   if (getenv("MF_BENCH_KEEP")) { /* for profiling: gpt_train --worker DIR ... */
     printf("# kept %s\n", dir);
-    return;
+    return valid && n > 0;
   }
   char rm[128];
   snprintf(rm, sizeof rm, "rm -rf %s", dir);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  return valid && n > 0;
 }
 
 int main(int argc, char **argv) {
@@ -348,6 +357,7 @@ int main(int argc, char **argv) {
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
   char sh[64];
+  int failed = 0;
   snprintf(sh, sizeof sh, "%s", o.shapes);
   for (char *s = strtok(sh, ","); s; s = strtok(NULL, ",")) {
     const shape *sp = NULL;
@@ -360,7 +370,8 @@ int main(int argc, char **argv) {
     char ts[64];
     snprintf(ts, sizeof ts, "%s", o.Ts);
     char *save = NULL;
-    for (char *t = strtok_r(ts, ",", &save); t; t = strtok_r(NULL, ",", &save)) bench_one(&o, sp, atoi(t), self);
+    for (char *t = strtok_r(ts, ",", &save); t; t = strtok_r(NULL, ",", &save))
+      failed += !bench_one(&o, sp, atoi(t), self);
   }
-  return 0;
+  return failed ? 1 : 0;
 }

@@ -5,19 +5,22 @@
 # 1-rank NCCL communicator otherwise). It compares every collective of parallel/comm.h
 # on device buffers with the host communicator on the same data, including the
 # data-parallel bucket all-reduce and ZeRO-1's reduce-scatter + all-gather.
-# Usage: tests/gpu/nccl.sh [build-dir]. Exit 0 when every check passed (or no GPU: skipped).
+# Usage: tests/gpu/nccl.sh [build-dir] (a bundle's build dir: its test_nccl as it is).
+# Exit 0 when every check passed (or no GPU: skipped).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BUILD=${1:-build-gpu}
-LOG=${OUT:-$BUILD}
+LOG=${MF_GPU_LOG:-${OUT:-$BUILD}} # run.sh: its own log folder
 mkdir -p "$BUILD" "$LOG"
 CUDA=${CUDA_HOME:-/usr/local/cuda}
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 echo "== NCCL check: $NGPU GPU(s); $(grep -m1 NCCL_MAJOR -A2 "$CUDA/include/nccl.h" 2>/dev/null | tr -s ' \n' ' ')"
 
 BIN=""
-if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$LOG/nccl_cmake.log" 2>&1 &&
+if [ -x "$BUILD/tests/test_nccl" ] && [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  BIN=$BUILD/tests/test_nccl # prebuilt (tests/gpu/bundle.sh)
+elif cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$LOG/nccl_cmake.log" 2>&1 &&
    grep -q "NCCL ON" "$LOG/nccl_cmake.log" &&
    cmake --build "$BUILD" -j "$(nproc)" --target test_nccl >"$LOG/nccl_build.log" 2>&1; then
   BIN=$BUILD/tests/test_nccl
