@@ -5,10 +5,12 @@
  * tokens/s, peak RSS, and the median of the per-round speed ratios.
  *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4]
  *             [--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16]
- *             [--torch-compile] [--no-torch] [--cuda-graph]
+ *             [--torch-compile] [--no-torch] [--cuda-graph] [--tf32]
  *   gpt_train --worker DIR ...   (internal: one timed run of our side)
  * --cuda-graph (with --device cuda): our micro-step replayed as a CUDA graph after the first
- * step (config key cuda_graph; the PyTorch side is unchanged).
+ * step (config key cuda_graph; the PyTorch side is unchanged). --tf32 (with --device cuda,
+ * fp32): fp32 matmuls on TF32 tensor cores on both sides (config key tf32; PyTorch's
+ * allow_tf32); the validation bound widens to TF32's.
  * Environment: MF_PYTHON (default /usr/bin/python3) runs the PyTorch side; MF_ROOT (default: the
  * source tree it was built from) holds benchmarks/ref/gpt_train_torch.py.
  * Exit status 1 when a side failed or the two disagreed on the losses (no valid figure).
@@ -45,18 +47,19 @@ typedef struct opts {
   char shapes[64], Ts[64];
   int B, rounds, steps, warmup, threads, torch;
   char device[8], precision[8];
-  int compile, graph;
+  int compile, graph, tf32;
 } opts;
 
 /* ---- our side, in a child process ---- */
 static int worker(const char *dir, int threads, int warmup, int steps, const char *device, const char *precision,
-                  int graph) {
+                  int graph, int tf32) {
   mf_set_threads(threads);
   const mf_backend *be = &mf_backend_cpu;
   if (strcmp(device, "cuda") == 0) {
     char why[600];
     be = mf_device_cuda_backend(strcmp(precision, "bf16") == 0, why, sizeof why);
     if (!be) return fprintf(stderr, "gpt_train: %s\n", why), 1;
+    if (tf32 && be->set_tf32) be->set_tf32(1);
   }
   char p[512];
   snprintf(p, sizeof p, "%s/batches.h5", dir);
@@ -231,7 +234,7 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
   snprintf(wu, sizeof wu, "%d", o->warmup);
   snprintf(st, sizeof st, "%d", o->steps);
   char *ours[] = {(char *)self, "--worker", dir, th, wu, st, (char *)o->device, (char *)o->precision,
-                  o->graph ? "graph" : "eager", NULL};
+                  o->graph ? "graph" : "eager", o->tf32 ? "tf32" : "-", NULL};
   /* MF_ROOT: the source tree when the binary runs away from the one it was built in (a GPU
    * machine given a prebuilt bundle, tests/gpu/bundle.sh); MF_PYTHON: the interpreter that
    * imports torch (Debian's /usr/bin/python3 here; a venv's on the GPU image) */
@@ -240,7 +243,7 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
   snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", root && *root ? root : MF_SOURCE_DIR);
   char *torch[] = {py && *py ? (char *)py : "/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st,
                    "--device", (char *)o->device, "--precision", (char *)o->precision, "--compile",
-                   o->compile ? "1" : "0", NULL};
+                   o->compile ? "1" : "0", "--tf32", o->tf32 ? "1" : "0", NULL};
   int gpu = strcmp(o->device, "cuda") == 0;
   double a_ms[32], b_ms[32], ratio[32];
   long a_rss = 0, b_rss = 0;
@@ -260,7 +263,8 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
       if (o->torch) { /* same weights, same batches: the same losses, or the timing means nothing */
         double e1 = fabs(a.loss_first - b.loss_first) / fabs(b.loss_first);
         double e2 = fabs(a.loss_last - b.loss_last) / fabs(b.loss_last);
-        double t1 = strcmp(o->precision, "bf16") == 0 ? 1e-2 : 1e-4, t2 = 10 * t1; /* bf16: two roundings apart */
+        /* bf16 (and TF32 operands): two roundings apart */
+        double t1 = strcmp(o->precision, "bf16") == 0 || o->tf32 ? 1e-2 : 1e-4, t2 = 10 * t1;
         printf("# validate %s T=%d: first loss %.6f vs %.6f (rel %.1e), last %.6f vs %.6f (rel %.1e) %s\n", s->name,
                T, a.loss_first, b.loss_first, e1, a.loss_last, b.loss_last, e2,
                e1 <= t1 && e2 <= t2 ? "OK" : "MISMATCH");
@@ -308,7 +312,7 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
 int main(int argc, char **argv) {
   if (argc >= 8 && strcmp(argv[1], "--worker") == 0)
     return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6], argv[7],
-                  argc >= 9 && strcmp(argv[8], "graph") == 0);
+                  argc >= 9 && strcmp(argv[8], "graph") == 0, argc >= 10 && strcmp(argv[9], "tf32") == 0);
   opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1, .device = "cpu",
             .precision = "fp32"};
   snprintf(o.shapes, sizeof o.shapes, "tiny,124m");
@@ -329,11 +333,16 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--torch-compile") == 0) o.compile = 1;
     else if (strcmp(argv[i], "--no-torch") == 0) o.torch = 0;
     else if (strcmp(argv[i], "--cuda-graph") == 0) o.graph = 1;
+    else if (strcmp(argv[i], "--tf32") == 0) o.tf32 = 1;
     else {
       fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4] "
-                      "[--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16] [--torch-compile] [--no-torch] [--cuda-graph]\n");
+                      "[--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16] [--torch-compile] [--no-torch] [--cuda-graph] [--tf32]\n");
       return 2;
     }
+  }
+  if (o.tf32 && (strcmp(o.device, "cuda") != 0 || strcmp(o.precision, "fp32") != 0)) {
+    fprintf(stderr, "gpt_train: --tf32 needs --device cuda and --precision fp32\n");
+    return 2;
   }
   if (o.graph && strcmp(o.device, "cuda") != 0) {
     fprintf(stderr, "gpt_train: --cuda-graph needs --device cuda\n");
@@ -351,9 +360,10 @@ int main(int argc, char **argv) {
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;
   self[n] = 0;
-  printf("# gpt_train: %s AdamW training step on %s, %d threads each side, B=%d, median of %d rounds x %d steps "
-         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s\n", o.precision, o.device, o.threads, o.B, o.rounds,
-         o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "", o.graph ? "; ours as a CUDA graph" : "");
+  printf("# gpt_train: %s%s AdamW training step on %s, %d threads each side, B=%d, median of %d rounds x %d steps "
+         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s\n", o.precision, o.tf32 ? " (TF32 matmuls)" : "",
+         o.device, o.threads, o.B, o.rounds, o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "",
+         o.graph ? "; ours as a CUDA graph" : "");
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
   char sh[64];

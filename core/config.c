@@ -26,6 +26,9 @@ typedef struct key_def {
 static const key_def root_keys[] = {
     {"device", T_ENUM, FIELD(device), "auto", "where to run: auto (CUDA when a GPU is present), cpu, cuda", "auto|cpu|cuda"},
     {"precision", T_ENUM, FIELD(precision), "fp32", "fp32, or bf16 (CUDA only) with fp32 master weights", "fp32|bf16"},
+    {"tf32", T_BOOL, FIELD(tf32), "false", "device cuda, precision fp32: matmuls on TF32 tensor cores (operands "
+     "rounded to 10 mantissa bits, fp32 sums; ~1e-3 relative error, several times faster); an error with device: "
+     "cpu, ignored with a note when device: auto picks the CPU", NULL},
     {"recompute", T_INT, FIELD(recompute), "0", "activation recomputation in backward: 0 none, 1 GELU outputs, "
      "2 GELU and layernorm outputs (less memory, the same gradients)", NULL},
     {"cuda_graph", T_BOOL, FIELD(cuda_graph), "false", "device cuda: after one eager micro-step, capture the "

@@ -68,6 +68,7 @@ typedef struct mf_config {
   int recompute;             /* 0 | 1 | 2: core/tape.h */
   int cuda_graph;            /* 0 | 1: the micro-step replayed as a CUDA graph (trainers/train.h) */
   char precision[8];         /* fp32 | bf16 */
+  int tf32;                  /* 0 | 1: fp32 matmuls on TF32 tensor cores (core/device.c) */
   char resume[MF_CFG_STR];   /* "" (no) | auto | path to a checkpoint */
   char init_from[MF_CFG_STR];
   char freeze[MF_CFG_LIST][64];

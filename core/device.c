@@ -121,7 +121,10 @@ mf_status mf_device_select(const mf_config *cfg, const mf_backend **be, char *de
     char name[200] = "GPU 0";
     mf_cuda_device_name(0, name, sizeof name);
     *be = cb;
-    snprintf(desc, (size_t)n, "cuda: %s, %s", name, bf16 ? "bf16 (fp32 master weights and AdamW state)" : "fp32");
+    /* bf16 GEMMs are bf16 whatever tf32 says; the switch still covers any fp32 one */
+    if (cb->set_tf32) cb->set_tf32(cfg->tf32);
+    snprintf(desc, (size_t)n, "cuda: %s, %s", name,
+             bf16 ? "bf16 (fp32 master weights and AdamW state)" : cfg->tf32 ? "fp32, TF32 matmuls" : "fp32");
     return MF_OK;
   }
 #else
@@ -130,8 +133,13 @@ mf_status mf_device_select(const mf_config *cfg, const mf_backend **be, char *de
 #endif
   if (strcmp(cfg->precision, "fp32") != 0)
     return MF_ERR(MF_ERR_CONFIG, "precision: %s needs device: cuda; the CPU backend trains in fp32", cfg->precision);
+  /* as cuda_graph: the same config runs on either when device: auto chose the CPU */
+  if (cfg->tf32 && !is_auto)
+    return MF_ERR(MF_ERR_CONFIG, "tf32: true needs device: cuda (the CPU backend has no TF32 matmuls); set tf32: "
+                  "false");
   *be = &mf_backend_cpu;
-  snprintf(desc, (size_t)n, "cpu (%d threads%s)", mf_get_threads(),
-           gpus > 0 ? "; a GPU is present but the model's shape does not suit the CUDA kernels" : "");
+  snprintf(desc, (size_t)n, "cpu (%d threads%s%s)", mf_get_threads(),
+           gpus > 0 ? "; a GPU is present but the model's shape does not suit the CUDA kernels" : "",
+           cfg->tf32 ? "; tf32 ignored: no TF32 on the CPU" : "");
   return MF_OK;
 }

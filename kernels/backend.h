@@ -57,6 +57,10 @@ typedef struct mf_backend {
   /* act != MF_F32 only: copy[n] (act) = master[n] (fp32), rounded; the weights the
    * kernels read after each update */
   void (*cast_copy)(float *copy, const float *master, size_t n);
+  /* config tf32: fp32 GEMMs on TF32 tensor cores (operands rounded to 10 mantissa bits,
+   * fp32 sums): ~1e-3 relative instead of ~1e-6, at several times the fp32 rate. A process-
+   * wide switch, off by default. NULL: the backend has none (the CPU) */
+  void (*set_tf32)(int on);
   /* the queue every kernel of this backend runs on (a cudaStream_t), for device
    * communicators that must order their work after it (NCCL); NULL on the CPU */
   void *(*stream)(void);

@@ -3,7 +3,10 @@
  * cuBLASLt's GELU epilogue on a GPU) and residual_layernorm_forward, each against its CPU
  * twin, and bitwise against the unfused entries the tape uses to recompute its outputs
  * (gelu_forward from pre_gelu, layernorm_forward from the sum), which is what keeps
- * `recompute` exact on the device. Ragged shapes: N = 1, 37; C = 48, 96 (ln), OC = 24, 13. */
+ * `recompute` exact on the device. Ragged shapes: N = 1, 37; C = 48, 96 (ln), OC = 24, 13.
+ * And set_tf32 (config tf32): with it on, the fp32 table's matmuls equal the CPU's on operands
+ * rounded to TF32 (10 mantissa bits) and miss the unrounded result by TF32's error; off
+ * again, they are fp32 again. */
 #include <cstring>
 
 #include "kernels/backend.h"
@@ -98,6 +101,58 @@ template <class T> void check_residual_layernorm(const mf_backend *be, int N, in
   check_emu_clean(what);
 }
 
+/* what TF32 tensor cores read of an fp32 operand: the mantissa rounded to 10 bits */
+std::vector<float> tf32(const std::vector<float> &x) {
+  std::vector<float> y(x);
+  for (float &v : y) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+    memcpy(&v, &u, 4);
+  }
+  return y;
+}
+
+/* matmul forward and backward through the fp32 table with set_tf32(1), against the CPU on
+ * TF32-rounded operands (each product's two operands rounded, as the tensor cores do); then
+ * set_tf32(0) gives the fp32 result again */
+void check_tf32(const mf_backend *be, int N, int C, int OC, int wt, uint64_t seed) {
+  char what[160];
+  snprintf(what, sizeof what, "%s tf32 matmul N=%d C=%d OC=%d wt=%d", be->name, N, C, OC, wt);
+  CHECKF(be->set_tf32 != nullptr, "%s: the table has no set_tf32", what);
+  if (!be->set_tf32) return;
+  size_t nin = (size_t)N * C, nw = (size_t)C * OC, nout = (size_t)N * OC;
+  auto inp = rand_floats(nin, -1, 1, seed), w = rand_floats(nw, -0.3f, 0.3f, seed + 1);
+  auto dout = rand_floats(nout, -1, 1, seed + 2);
+  DevBuf<float> d_inp(inp, "inp"), d_w(w, "weight"), d_out(nout, "out"), d_dout(dout, "dout");
+  DevBuf<float> d_dinp(nin, "dinp"), d_dw(std::vector<float>(nw, 0.0f), "dweight");
+  d_out.poison();
+  d_dinp.poison();
+  be->set_tf32(1);
+  be->matmul_forward(d_out, d_inp, d_w, nullptr, N, C, OC, wt);
+  be->matmul_backward(d_dinp, d_dw, nullptr, d_dout, d_inp, d_w, N, C, OC, wt);
+  cudaDeviceSynchronize();
+  std::vector<float> out(nout), exact(nout), dinp(nin), dw(nw, 0.0f);
+  matmul_forward(out.data(), tf32(inp).data(), tf32(w).data(), nullptr, N, C, OC, wt);
+  matmul_forward(exact.data(), inp.data(), w.data(), nullptr, N, C, OC, wt);
+  matmul_backward(dinp.data(), dw.data(), nullptr, tf32(dout).data(), tf32(inp).data(), tf32(w).data(), N, C, OC,
+                  wt);
+  std::vector<float> got = d_out.download_floats();
+  check_close(what, got, out, 1e-6);
+  check_close(what, d_dinp.download_floats(), dinp, 1e-6);
+  check_close(what, d_dw.download_floats(), dw, 1e-6);
+  /* rounding happened: TF32's error (2^-11 per operand) is far above fp32's */
+  Diff e = compare(got, exact);
+  CHECKF(e.nerr > 2e-5 && e.nerr < 3e-3, "%s: TF32 vs exact fp32: normalised error %.2e, want 2e-5 .. 3e-3", what,
+         e.nerr);
+  be->set_tf32(0);
+  d_out.poison();
+  be->matmul_forward(d_out, d_inp, d_w, nullptr, N, C, OC, wt);
+  cudaDeviceSynchronize();
+  check_close(what, d_out.download_floats(), exact, 1e-6);
+  check_emu_clean(what);
+}
+
 template <class T> void run(const mf_backend *be) {
   const int mm[][3] = {{1, 3, 24}, {37, 29, 24}, {5, 70, 13}};
   uint64_t seed = 100;
@@ -114,6 +169,8 @@ int main() {
     set_schedule_seed(s);
     run<float>(&mf_backend_cuda);
     run<__nv_bfloat16>(&mf_backend_cuda_bf16);
+    check_tf32(&mf_backend_cuda, 37, 96, 40, 0, 500);
+    check_tf32(&mf_backend_cuda, 19, 70, 13, 1, 510);
   }
   return report("test_cuda_emu_backend");
 }

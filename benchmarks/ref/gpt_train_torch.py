@@ -27,11 +27,12 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--compile", type=int, default=0)
+    ap.add_argument("--tf32", type=int, default=0)
     a = ap.parse_args()
     dev = torch.device(a.device)
-    if a.device == "cuda":  # fp32 as ours: no TF32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    if a.device == "cuda":  # fp32 matmuls as ours: TF32 only when both sides use it
+        torch.backends.cuda.matmul.allow_tf32 = bool(a.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(a.tf32)
     torch.set_num_threads(a.threads)
     with h5py.File(os.path.join(a.dir, "batches.h5"), "r") as f:
         at = dict(f.attrs)

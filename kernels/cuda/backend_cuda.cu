@@ -269,6 +269,15 @@ void cu_adamw_update(float *params, float *m, float *v, const float *grads, size
 void cu_cast_copy(float *copy, const float *master, size_t n) {
   cast(reinterpret_cast<bf16 *>(copy), master, n, stream());
 }
+// config tf32: cuBLASLt's TF32 compute type; in the emulation build the SIMT GEMM rounds its
+// operands the same way. Only fp32 GEMMs change (bf16 operands are exact in TF32).
+void cu_set_tf32(int on) {
+#if defined(MF_CUDA_EMULATION)
+  matmul_simt_set_tf32(on);
+#else
+  matmul_set_tf32(on);
+#endif
+}
 // the host needs the value (clipping, logging): one double comes back, the stream drains
 template <typename T> double cu_sumsq(const float *x, size_t n) {
   static double *d_out;
@@ -312,6 +321,7 @@ template <typename T> mf_backend make_backend() {
   b.to_host = cu_to_host;
   b.copy = cu_copy;
   b.cast_copy = half ? cu_cast_copy : nullptr;
+  b.set_tf32 = cu_set_tf32;
   b.stream = cu_stream;
   b.graph_begin = cu_graph_begin;
   b.graph_end = cu_graph_end;

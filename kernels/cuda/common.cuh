@@ -147,6 +147,14 @@ __device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }
 template <typename T> __device__ __forceinline__ T from_f(float x);
 template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
 template <> __device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16(x); }
+// x with its mantissa rounded to TF32's 10 bits (to nearest, ties away from zero, as
+// cvt.rna.tf32.f32; a library may truncate instead: errors of the same size); infinities
+// and NaN unchanged. bf16 values are exact in TF32.
+__device__ __forceinline__ float tf32_round(float x) {
+  unsigned int u = __float_as_uint(x);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  return __uint_as_float(u);
+}
 
 // ---- 16-byte vectors ----
 // V16<T>: the 16 bytes one thread moves per access (4 floats or 8 bf16). ld16/st16 need

@@ -184,6 +184,8 @@ void matmul_simt_forward(T *out, const T *inp, const T *weight, const T *bias, i
 template <typename T>
 void matmul_simt_backward(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
                           const T *weight, int N, int C, int OC, int wt, cudaStream_t stream);
+// operands rounded to TF32 before the fp32 sums, as matmul_set_tf32 does on tensor cores
+void matmul_simt_set_tf32(int on);
 
 }  // namespace mf_cuda
 

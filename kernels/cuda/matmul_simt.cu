@@ -18,6 +18,9 @@
 // its 16 products per output. Each output is summed by one thread in K order, in fp32, and
 // written once (rounded to T): deterministic, no atomics, any M, Nc, K >= 1. The bias
 // gradient comes from bias.cu (deterministic, +=).
+// matmul_simt_set_tf32(1) rounds both operands to TF32 (10-bit mantissa) as they are staged,
+// fp32 sums as before: what cuBLASLt's TF32 mode computes, up to summation order, so the
+// emulation build trains with `tf32: true` as a GPU would.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -36,7 +39,7 @@ __global__ void MF_LAUNCH_BOUNDS(SIMT_THREADS)
     matmul_simt_kernel(T *__restrict__ c /* [M,Nc] */, const T *__restrict__ a /* A[M,K] */,
                        const T *__restrict__ b /* B[K,Nc] */,
                        const T *__restrict__ bias /* [Nc] or NULL */, int M, int Nc, int K,
-                       size_t sai, size_t sak, size_t sbk, size_t sbj, int acc) {
+                       size_t sai, size_t sak, size_t sbk, size_t sbj, int acc, int tf32) {
   __shared__ float s_a[SIMT_K][SIMT_TILE + 1];  // s_a[k][i] = A(i0 + i, k0 + k); +1: no bank
   __shared__ float s_b[SIMT_K][SIMT_TILE + 1];  // s_b[k][j] = B(k0 + k, j0 + j); conflicts
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
@@ -48,11 +51,13 @@ __global__ void MF_LAUNCH_BOUNDS(SIMT_THREADS)
     for (int e = threadIdx.x; e < SIMT_K * SIMT_TILE; e += SIMT_THREADS) {
       int k = sak == 1 ? e % SIMT_K : e / SIMT_TILE, i = sak == 1 ? e / SIMT_K : e % SIMT_TILE;
       int gi = i0 + i, gk = k0 + k;
-      s_a[k][i] = gi < M && gk < K ? to_f(a[(size_t)gi * sai + (size_t)gk * sak]) : 0.0f;
+      float va = gi < M && gk < K ? to_f(a[(size_t)gi * sai + (size_t)gk * sak]) : 0.0f;
+      s_a[k][i] = tf32 ? tf32_round(va) : va;
       k = sbk == 1 ? e % SIMT_K : e / SIMT_TILE;
       int j = sbk == 1 ? e / SIMT_K : e % SIMT_TILE, gj = j0 + j;
       gk = k0 + k;
-      s_b[k][j] = gk < K && gj < Nc ? to_f(b[(size_t)gk * sbk + (size_t)gj * sbj]) : 0.0f;
+      float vb = gk < K && gj < Nc ? to_f(b[(size_t)gk * sbk + (size_t)gj * sbj]) : 0.0f;
+      s_b[k][j] = tf32 ? tf32_round(vb) : vb;
     }
     __syncthreads();
     MF_UNROLL
@@ -86,6 +91,8 @@ __global__ void MF_LAUNCH_BOUNDS(SIMT_THREADS)
 
 namespace {
 
+int g_simt_tf32 = 0;  // matmul_simt_set_tf32
+
 void mm_simt_check(int N, int C, int OC, int wt) {
   MF_REQUIRE(N >= 0 && C > 0 && OC > 0 && (wt == 0 || wt == 1), "N=%d C=%d OC=%d wt=%d", N, C, OC,
              wt);
@@ -98,11 +105,13 @@ void gemm_simt(T *c, const T *a, const T *b, const T *bias, int M, int Nc, int K
   MF_REQUIRE(CEIL_DIV(Nc, SIMT_TILE) <= 65535, "Nc=%d: too many column tiles for grid.y", Nc);
   dim3 grid(CEIL_DIV(M, SIMT_TILE), CEIL_DIV(Nc, SIMT_TILE));
   MF_LAUNCH(matmul_simt_kernel<T>, grid, SIMT_THREADS, 0, stream, c, a, b, bias, M, Nc, K, sai,
-            sak, sbk, sbj, acc);
+            sak, sbk, sbj, acc, g_simt_tf32);
   MF_CHECK_LAUNCH();
 }
 
 }  // namespace
+
+void matmul_simt_set_tf32(int on) { g_simt_tf32 = on != 0; }
 
 template <typename T>
 void matmul_simt_forward(T *out /* [N,OC] */, const T *inp /* [N,C] */,

@@ -74,6 +74,22 @@ gpu "$TMP/b2c" --set precision=bf16 --set train.stop_after=2 >/dev/null 2>&1 || 
 cpu "$TMP/b2c" --resume >"$TMP/out" 2>&1 || bad "CPU resume of a bf16 checkpoint failed: $(tail -n 2 "$TMP/out")"
 same_run "cuda bf16 -> cpu resume" "$TMP/cpu" "$TMP/b2c" 3
 
+# tf32: true: the fp32 matmuls take TF32-rounded operands (the SIMT GEMM here, cuBLASLt's TF32
+# compute type on a GPU). The run follows the fp32 one to TF32's accuracy but not bit for bit
+# (a switch that did nothing would give the fp32 losses exactly)
+TOL_LOSS=1e-4 TOL_NORM=1e-3 # seen on the emulator: losses ~1e-6, grad norms 2e-5 .. 7e-5 apart
+gpu "$TMP/tf32" --set tf32=true >"$TMP/out" 2>&1 || bad "tf32 run failed: $(tail -n 3 "$TMP/out")"
+grep -q "TF32 matmuls" "$TMP/out" && ok || bad "the tf32 run did not report TF32 matmuls"
+same_run "cuda tf32 vs cpu" "$TMP/cpu" "$TMP/tf32" 1 2 3
+x=$(field grad_norm 1 "$TMP/gpu/metrics.jsonl") y=$(field grad_norm 1 "$TMP/tf32/metrics.jsonl")
+[ -n "$x" ] && [ "$x" != "$y" ] && ok || bad "tf32 changed nothing: step 1 grad norm $x (fp32) vs $y (tf32)"
+expect_user_error "tf32 on cpu" "tf32: true needs device: cuda" "$MF" train "$CFG" --set run.dir="$TMP/bad" \
+  --set data.dir="$DATA" --set device=cpu --set tf32=true
+# device: auto takes the config on either: TF32 on a GPU, a note on the CPU
+"$MF" train "$CFG" --set run.dir="$TMP/tf32_auto" --set data.dir="$DATA" --set tf32=true "${small[@]}" >"$TMP/out" 2>&1 &&
+  { grep -q "TF32 matmuls" "$TMP/out" || grep -q "tf32 ignored" "$TMP/out"; } && ok ||
+  bad "tf32 with device auto: $(tail -n 2 "$TMP/out")"
+
 # what the CUDA kernels cannot take is a configuration error, not an abort in a launcher
 expect_user_error "cuda head size" "head size" env MF_EMU_HOST_GUARD=1 "$EMU" train "$CFG" --set run.dir="$TMP/bad" \
   --set data.dir="$DATA" --set device=cuda --set model.n_head=4
