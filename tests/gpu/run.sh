@@ -26,6 +26,7 @@
 #   kernels    benchmarks/gpu_kernels: each op's time, GB/s, TFLOP/s at GPT-2 124M shapes
 #   bench_tc   the bf16 benchmark again with PyTorch under torch.compile
 #   bench_fp32 the fp32 benchmark (TF32 off on both sides)
+# MF_GPU_STEPS=ops,trainer,... runs only those steps (a second, shorter call after a fix).
 # Without a GPU it builds (or checks the bundle) and reports every step "skipped: no GPU".
 # Usage: tests/gpu/run.sh [build-dir]. Logs: $OUT/gpu_logs.tgz and $OUT/summary.txt (the device
 # tool brings back at most 8 files), else under the build dir. Exit 0 when no step failed.
@@ -41,12 +42,12 @@ JOBS=$(nproc 2>/dev/null || echo 4)
 say() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 STEPS=()
-note() { STEPS+=("$(printf '%-11s %-26s %5ss  %s' "$1" "$2" "$3" "${4:-}")"); } # NAME STATUS SECONDS DETAIL
+note() { STEPS+=("$(printf '%-11s %-30s %5ss  %s' "$1" "$2" "$3" "${4:-}")"); } # NAME STATUS SECONDS DETAIL
 RC=0
 finish() {
   {
     echo "== summary ($(( $(date +%s) - T0 ))s of a ${BUDGET}s budget; logs: gpu_logs.tgz)"
-    printf '%-11s %-26s %6s  %s\n' step status time detail
+    printf '%-11s %-30s %6s  %s\n' step status time detail
     printf '%s\n' "${STEPS[@]}"
   } | tee "$LOG/summary.txt"
   if [ -n "${OUT:-}" ]; then
@@ -162,6 +163,7 @@ export MF_PYTHON MF_ROOT=$ROOT
 step() {
   local name=$1 cap=$2 lim s rc
   shift 2
+  if [ -n "${MF_GPU_STEPS:-}" ] && [[ ",$MF_GPU_STEPS," != *",$name,"* ]]; then note "$name" "skipped: not in MF_GPU_STEPS" 0; return; fi
   if [ "$NGPU" -eq 0 ]; then note "$name" "skipped: no GPU" 0; return; fi
   lim=$(( $(left) - 15 ))
   [ "$lim" -gt "$cap" ] && lim=$cap
