@@ -186,21 +186,22 @@ void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd) {
     if (c->remat[k].data == t->data) c->remat[k].occupant = i;
 }
 
+void mf_ctx_remat_ready(mf_ctx *c, const mf_tensor *t) {
+  if (!t || t->remat <= 0) return;
+  int j = t->remat - 1;
+  for (int b = 0; b < MF_REMAT_KINDS; b++) {
+    struct remat_buf *r = &c->remat[b];
+    if (r->data != t->data || r->occupant == j) continue;
+    mf_op_recompute(c, &c->nodes[j]);
+    r->occupant = j;
+  }
+}
+
 /* before node nd's backward: its inputs and output that live in a shared buffer are made
  * again if another node's output has taken the buffer since */
 static void remat_inputs(mf_ctx *c, const mf_node *nd) {
   const mf_tensor *ts[4] = {nd->in[0], nd->in[1], nd->in[2], nd->out};
-  for (int k = 0; k < 4; k++) {
-    const mf_tensor *t = ts[k];
-    if (!t || t->remat <= 0) continue;
-    int j = t->remat - 1;
-    for (int b = 0; b < MF_REMAT_KINDS; b++) {
-      struct remat_buf *r = &c->remat[b];
-      if (r->data != t->data || r->occupant == j) continue;
-      mf_op_recompute(c, &c->nodes[j]);
-      r->occupant = j;
-    }
-  }
+  for (int k = 0; k < 4; k++) mf_ctx_remat_ready(c, ts[k]);
 }
 
 mf_node *mf_ctx_record(mf_ctx *c, mf_op_id op) {

@@ -81,6 +81,10 @@ int mf_ctx_recompute(const mf_ctx *c);
  * recording the node that writes it, the op calls mf_ctx_remat_made. */
 mf_tensor *mf_ctx_remat_tensor(mf_ctx *c, int kind, mf_dtype dt, int ndim, const int64_t *shape);
 void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd);
+/* For ops whose backward reads a recomputable tensor that is not among the node's inputs
+ * and output (those are made ready before the node runs): makes t's data current, running
+ * its node's recompute if another tensor has taken the shared buffer since. */
+void mf_ctx_remat_ready(mf_ctx *c, const mf_tensor *t);
 
 /* For ops: the buffer of an activation's gradient (or of a second gradient, added into the
  * first). Gradients are recycled within a step: mf_backward hands an activation's gradient

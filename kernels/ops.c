@@ -120,6 +120,48 @@ mf_tensor *mf_matmul_gelu(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, i
   return out;
 }
 
+/* act (recomputable, MF_REMAT_GELU) and out = act @ w + b of a gelu_matmul node on x */
+static mf_node *gm_record(mf_ctx *c, mf_tensor *out, mf_tensor *act, mf_tensor *x, mf_tensor *w, mf_tensor *b,
+                          int N, int C, int OC, int wt) {
+  mf_node *nd = record(c, MF_OP_gelu_matmul, out, x, w, b);
+  if (nd) nd->p.gelu_matmul = (mf_gelu_matmul_params){.N = N, .C = C, .OC = OC, .wt = wt, .act = act};
+  mf_ctx_remat_made(c, act, nd);
+  return nd;
+}
+
+mf_tensor *mf_gelu_matmul(mf_ctx *c, mf_tensor *x, mf_tensor *w, mf_tensor *b, int wt) {
+  if (!x) return NULL;
+  int C = (int)x->shape[x->ndim - 1], N = (int)rows_of(x);
+  int OC = (int)(wt ? w->shape[0] : w->shape[1]);
+  assert((wt ? w->shape[1] : w->shape[0]) == C && (!b || mf_numel(b) == OC));
+  mf_tensor *act = mf_ctx_remat_tensor(c, MF_REMAT_GELU, BE(c)->act, x->ndim, x->shape);
+  mf_tensor *out = act ? like(c, x, OC) : NULL;
+  if (!out) return NULL;
+  BE(c)->gelu_matmul_forward(out->data, act->data, x->data, w->data, b ? b->data : NULL, N, C, OC, wt);
+  gm_record(c, out, act, x, w, b, N, C, OC, wt);
+  return out;
+}
+
+mf_tensor *mf_mlp(mf_ctx *c, mf_tensor *x, mf_tensor *w1, mf_tensor *b1, mf_tensor *w2, mf_tensor *b2,
+                  mf_tensor **act_out) {
+  if (act_out) *act_out = NULL;
+  if (!x) return NULL;
+  int C = (int)x->shape[x->ndim - 1], N = (int)rows_of(x), H = (int)w1->shape[1], OC = (int)w2->shape[1];
+  assert(w1->shape[0] == C && mf_numel(b1) == H && w2->shape[0] == H && (!b2 || mf_numel(b2) == OC));
+  mf_tensor *pre = like(c, x, H);
+  mf_tensor *act = pre ? mf_ctx_remat_tensor(c, MF_REMAT_GELU, BE(c)->act, x->ndim, pre->shape) : NULL;
+  mf_tensor *out = act ? like(c, x, OC) : NULL;
+  if (!out) return NULL;
+  /* the up-projection's GEMM makes pre and act (its epilogue's GELU on the GPU) */
+  BE(c)->matmul_gelu_forward(act->data, pre->data, x->data, w1->data, b1->data, N, C, H, 0);
+  BE(c)->matmul_forward(out->data, act->data, w2->data, b2 ? b2->data : NULL, N, H, OC, 0);
+  mf_node *nd = record(c, MF_OP_matmul, pre, x, w1, b1);
+  if (nd) nd->p.matmul = (mf_matmul_params){.N = N, .C = C, .OC = H, .wt = 0};
+  gm_record(c, out, act, pre, w2, b2, N, H, OC, 0);
+  if (act_out) *act_out = act;
+  return out;
+}
+
 mf_tensor *mf_gelu(mf_ctx *c, mf_tensor *x) {
   if (!x) return NULL;
   mf_tensor *out = mf_ctx_remat_tensor(c, MF_REMAT_GELU, BE(c)->act, x->ndim, x->shape);
@@ -261,6 +303,17 @@ static void matmul_gelu_bwd(mf_ctx *c, const mf_node *nd) {
   grad_done(c, x, dx);
 }
 
+static void gelu_matmul_bwd(mf_ctx *c, const mf_node *nd) {
+  const mf_gelu_matmul_params *p = &nd->p.gelu_matmul;
+  mf_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+  mf_ctx_remat_ready(c, p->act); /* the weight gradient reads it */
+  float *dx = grad_dst(c, x), *dw = grad_dst(c, w), *db = grad_dst(c, b);
+  if (mf_ctx_status(c) != MF_OK) return;
+  BE(c)->gelu_matmul_backward(dx, dw, db, nd->out->grad, x->data, w->data, p->act->data, p->N, p->C, p->OC,
+                              p->wt);
+  grad_done(c, x, dx);
+}
+
 static void gelu_bwd(mf_ctx *c, const mf_node *nd) {
   mf_tensor *x = nd->in[0];
   float *dx = grad_dst(c, x);
@@ -310,6 +363,10 @@ void mf_op_recompute(mf_ctx *c, const mf_node *nd) {
     break;
   case MF_OP_matmul_gelu: /* from the saved matmul output, as mf_gelu's from its input */
     BE(c)->gelu_forward(nd->out->data, nd->saved[0], (size_t)nd->p.matmul_gelu.N * nd->p.matmul_gelu.OC);
+    break;
+  case MF_OP_gelu_matmul: /* its saved GELU output, from its input */
+    BE(c)->gelu_forward(nd->p.gelu_matmul.act->data, nd->in[0]->data,
+                        (size_t)nd->p.gelu_matmul.N * nd->p.gelu_matmul.C);
     break;
   case MF_OP_layernorm: /* mean and rstd come out as stored: the same kernel on the same input */
     BE(c)->layernorm_forward(nd->out->data, nd->saved[0], nd->saved[1], nd->in[0]->data, nd->in[1]->data,

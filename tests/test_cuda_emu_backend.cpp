@@ -1,6 +1,8 @@
 /* The CUDA backend tables (kernels/cuda/backend_cuda.cu, fp32 and bf16) on the emulator, for
  * the entries that are more than one launcher: matmul_gelu (the SIMT GEMM and gelu here;
- * cuBLASLt's GELU epilogue on a GPU) and residual_layernorm_forward, each against its CPU
+ * cuBLASLt's GELU epilogue on a GPU), gelu_matmul (gelu then the GEMM; backward the GEMM then
+ * gelu_backward in place here, cuBLASLt's DGELU epilogue on a GPU) and
+ * residual_layernorm_forward, each against its CPU
  * twin, and bitwise against the unfused entries the tape uses to recompute its outputs
  * (gelu_forward from pre_gelu, layernorm_forward from the sum), which is what keeps
  * `recompute` exact on the device. Ragged shapes: N = 1, 37; C = 48, 96 (ln), OC = 24, 13.
@@ -59,6 +61,47 @@ template <class T> void check_matmul_gelu(const mf_backend *be, int N, int C, in
   std::vector<float> pre_dev = d_pre.download_floats(), dinp(nin), rw = gw, rb = gb, dpre(nout);
   matmul_gelu_backward(dinp.data(), rw.data(), with_db ? rb.data() : nullptr, dpre.data(), dout.data(), inp.data(),
                        w.data(), pre_dev.data(), N, C, OC, wt);
+  cudaDeviceSynchronize();
+  check_close(what, d_dinp.download_floats(), dinp, tol<T>(1e-5, 1e-2));
+  check_close(what, d_gw.download_floats(), rw, tol<T>(1e-5, 1e-2));
+  if (with_db) check_close(what, d_gb.download_floats(), rb, tol<T>(1e-5, 1e-2));
+  check_emu_clean(what);
+}
+
+template <class T> void check_gelu_matmul(const mf_backend *be, int N, int C, int OC, int wt, bool bias,
+                                          uint64_t seed) {
+  char what[160];
+  snprintf(what, sizeof what, "%s gelu_matmul N=%d C=%d OC=%d wt=%d%s", be->name, N, C, OC, wt, bias ? "" : " no bias");
+  size_t nin = (size_t)N * C, nw = (size_t)C * OC, nout = (size_t)N * OC;
+  auto inp = rounded<T>(rand_floats(nin, -3, 3, seed)), w = rounded<T>(rand_floats(nw, -0.3f, 0.3f, seed + 1));
+  auto b = rounded<T>(rand_floats(OC, -0.5f, 0.5f, seed + 2));
+  DevBuf<T> d_inp(inp, "inp"), d_w(w, "weight"), d_b(b, "bias"), d_out(nout, "out"), d_act(nin, "act");
+  d_out.poison();
+  d_act.poison();
+  be->gelu_matmul_forward(F(d_out), F(d_act), F(d_inp), F(d_w), bias ? F(d_b) : nullptr, N, C, OC, wt);
+  std::vector<float> out(nout), act(nin);
+  gelu_matmul_forward(out.data(), act.data(), inp.data(), w.data(), bias ? b.data() : nullptr, N, C, OC, wt);
+  cudaDeviceSynchronize();
+  check_close(what, d_act.download_floats(), act, tol<T>(1e-6, 1e-2));
+  check_close(what, d_out.download_floats(), out, tol<T>(1e-5, 1e-2));
+  /* the tape's recompute makes act again with gelu_forward: the same bits */
+  DevBuf<T> d_re(nin, "recomputed");
+  d_re.poison();
+  be->gelu_forward(F(d_re), F(d_inp), nin);
+  cudaDeviceSynchronize();
+  CHECKF(same_bits(d_re, d_act), "%s: gelu_forward(inp) is not the forward's act", what);
+
+  /* backward: dinp written, dweight/dbias accumulated (dbias where bias_backward takes OC) */
+  const bool with_db = bias && OC % (16 / (int)sizeof(T)) == 0;
+  auto dout = rounded<T>(rand_floats(nout, -1, 1, seed + 3)), gw = rounded<T>(rand_floats(nw, -1, 1, seed + 4));
+  auto gb = rounded<T>(rand_floats(OC, -1, 1, seed + 5));
+  DevBuf<T> d_dout(dout, "dout"), d_dinp(nin, "dinp"), d_gw(gw, "dweight"), d_gb(gb, "dbias");
+  d_dinp.poison();
+  be->gelu_matmul_backward(F(d_dinp), F(d_gw), with_db ? F(d_gb) : nullptr, F(d_dout), F(d_inp), F(d_w), F(d_act),
+                           N, C, OC, wt);
+  std::vector<float> act_dev = d_act.download_floats(), dinp(nin), rw = gw, rb = gb;
+  gelu_matmul_backward(dinp.data(), rw.data(), with_db ? rb.data() : nullptr, dout.data(), inp.data(), w.data(),
+                       act_dev.data(), N, C, OC, wt);
   cudaDeviceSynchronize();
   check_close(what, d_dinp.download_floats(), dinp, tol<T>(1e-5, 1e-2));
   check_close(what, d_gw.download_floats(), rw, tol<T>(1e-5, 1e-2));
@@ -157,7 +200,10 @@ template <class T> void run(const mf_backend *be) {
   const int mm[][3] = {{1, 3, 24}, {37, 29, 24}, {5, 70, 13}};
   uint64_t seed = 100;
   for (auto &s : mm)
-    for (int wt = 0; wt < 2; wt++) check_matmul_gelu<T>(be, s[0], s[1], s[2], wt, seed += 10);
+    for (int wt = 0; wt < 2; wt++) {
+      check_matmul_gelu<T>(be, s[0], s[1], s[2], wt, seed += 10);
+      check_gelu_matmul<T>(be, s[0], s[2], s[1], wt, wt == 0, seed += 10); /* C = 24, 13: the DGELU aux ld */
+    }
   const int ln[][2] = {{1, 48}, {37, 96}};
   for (auto &s : ln) check_residual_layernorm<T>(be, s[0], s[1], seed += 10);
 }

@@ -15,9 +15,10 @@
  * double, sumsq, KV-cache attention against full causal attention (prefill, decode, mixed
  * positions), bitwise determinism of the reduced parameter gradients, and the same bits
  * on one thread where a kernel's split does not depend on the thread count.
- * Fused kernels (matmul_gelu, residual_layernorm_forward) give the bits of the kernels they
- * fuse, and through the tape the fused ops (mf_matmul_gelu, mf_residual_layernorm) give the
- * unfused ops' outputs and gradients bit for bit, under every recompute level. */
+ * Fused kernels (matmul_gelu, gelu_matmul, residual_layernorm_forward) give the bits of the
+ * kernels they fuse, and through the tape the fused ops (mf_matmul_gelu, mf_mlp,
+ * mf_residual_layernorm) give the unfused ops' outputs and gradients bit for bit, under
+ * every recompute level. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -625,6 +626,82 @@ static void test_matmul_gelu(void) {
     }
 }
 
+/* ================================ gelu_matmul ================================ */
+
+/* L = sum((gelu(x) @ W + b) R) in double (b may be NULL) */
+static double gm_loss(void *p) {
+  mg_ctx *e = p;
+  size_t nx = (size_t)e->N * e->C, n = (size_t)e->N * e->OC;
+  double *a = malloc(nx * sizeof(double)), *out = malloc(n * sizeof(double));
+  for (size_t i = 0; i < nx; i++) a[i] = ref_gelu(e->x[i]);
+  ref_matmul(out, a, e->w, e->b, e->N, e->C, e->OC, e->wt);
+  double L = dot_d(out, e->R, n);
+  free(a), free(out);
+  return L;
+}
+
+/* the down-projection from its pre-GELU input: forward against the double reference and
+ * bitwise gelu + matmul; backward bitwise matmul_backward on act + gelu_backward, and
+ * against finite differences (with and without a bias) */
+static void test_gelu_matmul(void) {
+  const int shapes[][3] = {{1, 3, 5}, {7, 33, 17}, {5, 6, 7}, {64, 384, 96}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int wt = 0; wt < 2; wt++) {
+      int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2], nob = s == 2;
+      size_t nx = (size_t)N * C, nw = (size_t)C * OC, no = (size_t)N * OC;
+      float *x = randf(nx, -3, 3), *w = randf(nw, -1, 1), *b = nob ? NULL : randf(OC, -1, 1);
+      float *out = nanf_buf(no), *act = nanf_buf(nx), *out2 = nanf_buf(no), *act2 = nanf_buf(nx);
+      double *xd = to_d(x, nx), *wd = to_d(w, nw), *bd = b ? to_d(b, OC) : NULL, *ad = malloc(nx * sizeof(double));
+      double *ref = malloc(no * sizeof(double));
+      gelu_matmul_forward(out, act, x, w, b, N, C, OC, wt);
+      for (size_t i = 0; i < nx; i++) ad[i] = ref_gelu(xd[i]);
+      ref_matmul(ref, ad, wd, bd, N, C, OC, wt);
+      double e1 = mf_test_nerr(act, ad, nx), e2 = mf_test_nerr(out, ref, no);
+      CHECKF(e1 <= FWD_TOL && e2 <= FWD_TOL, "gelu_matmul fwd N=%d C=%d OC=%d wt=%d: act %.3g out %.3g", N, C, OC,
+             wt, e1, e2);
+      gelu_forward(act2, x, nx);
+      matmul_forward(out2, act2, w, b, N, C, OC, wt);
+      CHECKF(memcmp(act, act2, nx * 4) == 0 && memcmp(out, out2, no * 4) == 0,
+             "gelu_matmul fwd N=%d C=%d OC=%d wt=%d: not bitwise gelu + matmul", N, C, OC, wt);
+
+      /* backward: dinp written over NaN, dweight/dbias accumulated onto random values */
+      float *R = randf(no, -1, 1), *dx = nanf_buf(nx), *dw = randf(nw, -1, 1), *db = b ? randf(OC, -1, 1) : NULL;
+      float *dw0 = copyf(dw, nw), *db0 = b ? copyf(db, OC) : NULL;
+      gelu_matmul_backward(dx, dw, db, R, x, w, act, N, C, OC, wt);
+      float *dx2 = nanf_buf(nx), *dw2 = copyf(dw0, nw), *db2 = b ? copyf(db0, OC) : NULL, *dact = nanf_buf(nx);
+      matmul_backward(dact, dw2, db2, R, act2, w, N, C, OC, wt);
+      gelu_backward(dx2, x, dact, nx);
+      CHECKF(memcmp(dx, dx2, nx * 4) == 0 && memcmp(dw, dw2, nw * 4) == 0 && (!b || memcmp(db, db2, OC * 4) == 0),
+             "gelu_matmul bwd N=%d C=%d OC=%d wt=%d: not bitwise matmul + gelu backward", N, C, OC, wt);
+      if (nw <= 1200) { /* finite differences of the double reference */
+        mg_ctx ctx = {N, C, OC, wt, xd, wd, bd, to_d(R, no)};
+        double *gx = malloc(nx * sizeof(double)), *gw = malloc(nw * sizeof(double)),
+               *gb = malloc(OC * sizeof(double));
+        fd_grad(gx, xd, nx, gm_loss, &ctx);
+        fd_grad(gw, wd, nw, gm_loss, &ctx);
+        double *rw = plus_base(gw, dw0, nw), *rb = NULL;
+        double g1 = mf_test_nerr(dx, gx, nx), g2 = mf_test_nerr(dw, rw, nw), g3 = 0;
+        if (b) {
+          fd_grad(gb, bd, OC, gm_loss, &ctx);
+          rb = plus_base(gb, db0, OC);
+          g3 = mf_test_nerr(db, rb, OC);
+        }
+        CHECKF(g1 <= GRAD_TOL && g2 <= GRAD_TOL && g3 <= GRAD_TOL,
+               "gelu_matmul bwd N=%d C=%d OC=%d wt=%d: dx %.3g dw %.3g db %.3g", N, C, OC, wt, g1, g2, g3);
+        /* NULL dinp or dweight is skipped */
+        float *dw3 = copyf(dw0, nw), *dx3 = nanf_buf(nx);
+        gelu_matmul_backward(NULL, dw3, NULL, R, x, w, act, N, C, OC, wt);
+        CHECK(mf_test_nerr(dw3, rw, nw) <= GRAD_TOL);
+        gelu_matmul_backward(dx3, NULL, NULL, R, x, w, act, N, C, OC, wt);
+        CHECK(mf_test_nerr(dx3, gx, nx) <= GRAD_TOL);
+        free(ctx.R), free(gx), free(gw), free(gb), free(rw), free(rb), free(dw3), free(dx3);
+      }
+      free(x), free(w), free(b), free(out), free(act), free(out2), free(act2), free(xd), free(wd), free(bd);
+      free(ad), free(ref), free(R), free(dx), free(dw), free(db), free(dw0), free(db0), free(dx2), free(dw2);
+      free(db2), free(dact);
+    }
+}
+
 /* ================================ residual_layernorm ================================ */
 
 /* the fused kernel against residual_forward + layernorm_forward, bit for bit (N * C past
@@ -687,7 +764,10 @@ static void tape_graph(int fused, int recompute, tparam *P, const mf_tensor *X, 
   size_t nc = (size_t)N * C, nh = (size_t)N * H;
   for (int l = 0; l < TG_LAYERS; l++) {
     mf_tensor *h, *f;
-    if (fused) {
+    if (fused == 2) { /* the MLP as one call: matmul node + gelu_matmul node */
+      h = mf_residual_layernorm(c, s, d, &P[TP_LW].t, &P[TP_LB].t, &s);
+      d = mf_mlp(c, h, &P[TP_W1].t, &P[TP_B1].t, &P[TP_W2].t, NULL, &f);
+    } else if (fused) {
       h = mf_residual_layernorm(c, s, d, &P[TP_LW].t, &P[TP_LB].t, &s);
       f = mf_matmul_gelu(c, h, &P[TP_W1].t, &P[TP_B1].t, 0);
     } else {
@@ -701,7 +781,7 @@ static void tape_graph(int fused, int recompute, tparam *P, const mf_tensor *X, 
     memcpy(outs + nc, s->data, nc * 4);
     memcpy(outs + 2 * nc, f->data, nh * 4);
     outs += 2 * nc + nh;
-    d = mf_matmul(c, f, &P[TP_W2].t, NULL, 0);
+    if (fused != 2) d = mf_matmul(c, f, &P[TP_W2].t, NULL, 0);
   }
   mf_tensor *y = mf_matmul(c, mf_residual(c, s, d), &P[TP_R].t, NULL, 0);
   CHECK(y != NULL);
@@ -716,9 +796,9 @@ static void tape_graph(int fused, int recompute, tparam *P, const mf_tensor *X, 
   mf_ctx_destroy(c);
 }
 
-/* mf_residual_layernorm and mf_matmul_gelu against the unfused ops: the same outputs and
- * parameter gradients bit for bit, also under recompute (which remakes the fused ops'
- * layernorm and GELU outputs from what they saved) */
+/* mf_residual_layernorm with mf_matmul_gelu, and with mf_mlp, against the unfused ops: the
+ * same outputs and parameter gradients bit for bit, also under recompute (which remakes the
+ * fused ops' layernorm and GELU outputs from what they saved) */
 static void test_fused_tape(void) {
   const int N = 6, C = 24, H = 40, K = 10;
   tparam P[TP_N];
@@ -739,14 +819,16 @@ static void test_fused_tape(void) {
   int nz = 0;
   for (size_t i = 0; i < ng; i++) nz += g0[i] != 0;
   CHECKF(nz > (int)ng * 9 / 10, "tape graph: only %d of %zu gradient elements are nonzero", nz, ng);
-  for (int rc = 0; rc <= 2; rc++) {
-    tape_graph(1, rc, P, &X, N, C, H, o1, g1);
-    CHECKF(memcmp(o0, o1, nout * 4) == 0, "fused ops (recompute %d): outputs differ from the unfused ops", rc);
-    size_t diff = 0;
-    for (size_t i = 0; i < ng; i++) diff += g0[i] != g1[i];
-    CHECKF(diff == 0, "fused ops (recompute %d): %zu of %zu gradient elements differ from the unfused ops", rc,
-           diff, ng);
-  }
+  for (int fu = 1; fu <= 2; fu++)
+    for (int rc = 0; rc <= 2; rc++) {
+      tape_graph(fu, rc, P, &X, N, C, H, o1, g1);
+      CHECKF(memcmp(o0, o1, nout * 4) == 0, "fused ops %d (recompute %d): outputs differ from the unfused ops", fu,
+             rc);
+      size_t diff = 0;
+      for (size_t i = 0; i < ng; i++) diff += g0[i] != g1[i];
+      CHECKF(diff == 0, "fused ops %d (recompute %d): %zu of %zu gradient elements differ from the unfused ops", fu,
+             rc, diff, ng);
+    }
   for (int i = 0; i < TP_N; i++) free(P[i].t.data), free(P[i].t.grad);
   free(xd), free(o0), free(g0), free(o1), free(g1);
 }
@@ -1100,6 +1182,7 @@ int main(void) {
   test_gelu();
   test_residual();
   test_matmul_gelu();
+  test_gelu_matmul();
   test_residual_layernorm();
   test_fused_tape();
   test_attention();

@@ -163,8 +163,9 @@ static void next_ln(const mf_gpt *g, int l, mf_tensor **w, mf_tensor **b) {
 
 /* Both forwards fuse each residual add with the layernorm that reads the sum
  * (mf_residual_layernorm), so only the first block's ln_1 is a layernorm on its own, and
- * the MLP up-projection with its GELU (mf_matmul_gelu); the tape and the gradients are the
- * unfused model's. */
+ * the MLP's GELU with both of its matmuls (mf_mlp: the up-projection's epilogue in the
+ * forward, the down-projection's dinp GEMM in the backward); the gradients are the unfused
+ * model's. */
 
 /* Megatron-LM: f before each column-parallel layer, g after each row-parallel one */
 static mf_tensor *forward_tp(mf_gpt *g, mf_ctx *c, mf_tensor *idx, mf_tensor *targets) {
@@ -177,8 +178,8 @@ static mf_tensor *forward_tp(mf_gpt *g, mf_ctx *c, mf_tensor *idx, mf_tensor *ta
     mf_tensor *a = mf_attention(c, mf_matmul(c, h, b->c_attn_w, b->c_attn_b, 0), g->NHl);
     mf_tensor *y = mf_tp_reduce(c, mf_matmul(c, a, b->attn_proj_w, NULL, 0), b->attn_proj_b, tp);
     h = mf_tp_copy(c, mf_residual_layernorm(c, x, y, b->ln_2_w, b->ln_2_b, &x), tp);
-    mf_tensor *f = mf_matmul_gelu(c, h, b->c_fc_w, b->c_fc_b, 0); /* this rank's columns */
-    y = mf_tp_reduce(c, mf_matmul(c, f, b->mlp_proj_w, NULL, 0), b->mlp_proj_b, tp);
+    /* this rank's c_fc columns and mlp_proj rows; the bias after the reduction */
+    y = mf_tp_reduce(c, mf_mlp(c, h, b->c_fc_w, b->c_fc_b, b->mlp_proj_w, NULL, NULL), b->mlp_proj_b, tp);
     next_ln(g, l, &lw, &lb);
     h = mf_tp_copy(c, mf_residual_layernorm(c, x, y, lw, lb, &x), tp);
   }
@@ -198,8 +199,7 @@ mf_tensor *mf_gpt_forward(mf_gpt *g, mf_ctx *c, mf_tensor *idx, mf_tensor *targe
     mf_tensor *a = mf_attention(c, qkv, g->NH);
     mf_tensor *y = mf_matmul(c, a, b->attn_proj_w, b->attn_proj_b, 0);
     h = mf_residual_layernorm(c, x, y, b->ln_2_w, b->ln_2_b, &x);
-    mf_tensor *f = mf_matmul_gelu(c, h, b->c_fc_w, b->c_fc_b, 0);
-    y = mf_matmul(c, f, b->mlp_proj_w, b->mlp_proj_b, 0);
+    y = mf_mlp(c, h, b->c_fc_w, b->c_fc_b, b->mlp_proj_w, b->mlp_proj_b, NULL);
     next_ln(g, l, &lw, &lb);
     h = mf_residual_layernorm(c, x, y, lw, lb, &x);
   }

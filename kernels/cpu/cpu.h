@@ -70,6 +70,15 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, float *dpre
                           const float *dout, const float *inp, const float *weight,
                           const float *pre_gelu, int N, int C, int OC, int wt);
 
+/* gelu_matmul, the MLP down-projection from its pre-GELU input: act[N,C] = gelu(inp[N,C])
+ * (saved), out[N,OC] = act @ W + bias[OC] (bias may be NULL); bitwise gelu_forward then
+ * matmul_forward. Backward: as matmul_backward on act (dweight += ; dbias += ), and
+ * dinp[N,C] = (dout @ W^T) * gelu'(inp) (=); dinp, dweight, dbias may be NULL (skipped) */
+void gelu_matmul_forward(float *out, float *act, const float *inp, const float *weight, const float *bias,
+                         int N, int C, int OC, int wt);
+void gelu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                          const float *weight, const float *act, int N, int C, int OC, int wt);
+
 /* ---- gelu.c: tanh approximation, as torch gelu(approximate="tanh") ---- */
 void gelu_forward(float *out, const float *inp, size_t N);            /* out[N], inp[N] */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N); /* dinp[N] = */

@@ -178,13 +178,42 @@ void cu_matmul_gelu_forward(float *out, float *pre_gelu, const float *inp, const
 #endif
 }
 // dpre = gelu'(pre_gelu) dout, then the matmul's backward from it (matmul_backward_dgelu
-// fuses the other side: the GELU of the layer before a matmul; not used here)
+// fuses the other side, the GELU before a matmul: cu_gelu_matmul_backward)
 template <typename T>
 void cu_matmul_gelu_backward(float *dinp, float *dweight, float *dbias, float *dpre,
                              const float *dout, const float *inp, const float *weight,
                              const float *pre_gelu, int N, int C, int OC, int wt) {
   gelu_backward<T>(S(dpre), CS(pre_gelu), CS(dout), (size_t)N * OC, stream());
   cu_matmul_backward<T>(dinp, dweight, dbias, dpre, inp, weight, N, C, OC, wt);
+}
+// act = gelu(inp), out = act @ W + bias (the standalone op; mf_mlp makes act with the
+// up-projection's epilogue instead)
+template <typename T>
+void cu_gelu_matmul_forward(float *out, float *act, const float *inp, const float *weight,
+                            const float *bias, int N, int C, int OC, int wt) {
+  gelu_forward<T>(S(act), CS(inp), (size_t)N * C, stream());
+  cu_matmul_forward<T>(out, act, weight, bias, N, C, OC, wt);
+}
+// dweight, dbias from act; dinp = (dout @ W^T) * gelu'(inp) in one GEMM with cuBLASLt's DGELU
+// epilogue where it can (aux ld C % 8 == 0), else the GEMM then gelu_backward in place. The
+// up-projection's bias gradient stays with its own node (bias.cu: deterministic, +=).
+template <typename T>
+void cu_gelu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *act, int N, int C,
+                             int OC, int wt) {
+#if defined(MF_CUDA_EMULATION)
+  cu_matmul_backward<T>(dinp, dweight, dbias, dout, act, weight, N, C, OC, wt);
+  if (dinp) gelu_backward<T>(S(dinp), CS(inp), CS(dinp), (size_t)N * C, stream());
+#else
+  if (dinp && C % 8 == 0) {
+    matmul_backward<T>(nullptr, S(dweight), S(dbias), CS(dout), CS(act), CS(weight), N, C, OC, wt,
+                       stream());
+    matmul_backward_dgelu<T>(S(dinp), nullptr, CS(dout), CS(weight), CS(inp), N, C, OC, wt, stream());
+  } else {
+    cu_matmul_backward<T>(dinp, dweight, dbias, dout, act, weight, N, C, OC, wt);
+    if (dinp) gelu_backward<T>(S(dinp), CS(inp), CS(dinp), (size_t)N * C, stream());
+  }
+#endif
 }
 template <typename T> void cu_gelu_forward(float *out, const float *inp, size_t N) {
   gelu_forward<T>(S(out), CS(inp), N, stream());
