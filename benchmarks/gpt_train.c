@@ -14,7 +14,7 @@
  * Environment: MF_PYTHON (default /usr/bin/python3) runs the PyTorch side; MF_ROOT (default: the
  * source tree it was built from) holds benchmarks/ref/gpt_train_torch.py.
  * Exit status 1 when a side failed or the two disagreed on the losses (no valid figure).
- * --device cuda: both sides on the GPU (fp32: TF32 off on both; --precision bf16: ours bf16
+ * --device cuda: both sides on the GPU (fp32: TF32 off on both unless --tf32; --precision bf16: ours bf16
  * mixed precision, PyTorch autocast bf16 + fused AdamW, --torch-compile adds torch.compile);
  * memory columns are peak device memory, and MFU (model FLOPs incl. attention / 989 TFLOP/s,
  * H100/H200 dense bf16) is printed. */
@@ -241,8 +241,8 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
   const char *root = getenv("MF_ROOT"), *py = getenv("MF_PYTHON");
   char script[1024];
   snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", root && *root ? root : MF_SOURCE_DIR);
-  char *torch[] = {py && *py ? (char *)py : "/usr/bin/python3", script, "--dir", dir, "--threads", th, "--warmup", wu, "--steps", st,
-                   "--device", (char *)o->device, "--precision", (char *)o->precision, "--compile",
+  char *torch[] = {py && *py ? (char *)py : "/usr/bin/python3", script, "--dir", dir, "--threads", th,
+                   "--warmup", wu, "--steps", st, "--device", (char *)o->device, "--precision", (char *)o->precision, "--compile",
                    o->compile ? "1" : "0", "--tf32", o->tf32 ? "1" : "0", NULL};
   int gpu = strcmp(o->device, "cuda") == 0;
   double a_ms[32], b_ms[32], ratio[32];
@@ -301,11 +301,11 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
   }
   if (getenv("MF_BENCH_KEEP")) { /* for profiling: gpt_train --worker DIR ... */
     printf("# kept %s\n", dir);
-    return valid && n > 0;
+  } else {
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
   }
-  char rm[128];
-  snprintf(rm, sizeof rm, "rm -rf %s", dir);
-  if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
   return valid && n > 0;
 }
 

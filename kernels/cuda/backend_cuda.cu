@@ -201,19 +201,16 @@ template <typename T>
 void cu_gelu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *act, int N, int C,
                              int OC, int wt) {
-#if defined(MF_CUDA_EMULATION)
-  cu_matmul_backward<T>(dinp, dweight, dbias, dout, act, weight, N, C, OC, wt);
-  if (dinp) gelu_backward<T>(S(dinp), CS(inp), CS(dinp), (size_t)N * C, stream());
-#else
+#if !defined(MF_CUDA_EMULATION)
   if (dinp && C % 8 == 0) {
     matmul_backward<T>(nullptr, S(dweight), S(dbias), CS(dout), CS(act), CS(weight), N, C, OC, wt,
                        stream());
     matmul_backward_dgelu<T>(S(dinp), nullptr, CS(dout), CS(weight), CS(inp), N, C, OC, wt, stream());
-  } else {
-    cu_matmul_backward<T>(dinp, dweight, dbias, dout, act, weight, N, C, OC, wt);
-    if (dinp) gelu_backward<T>(S(dinp), CS(inp), CS(dinp), (size_t)N * C, stream());
+    return;
   }
 #endif
+  cu_matmul_backward<T>(dinp, dweight, dbias, dout, act, weight, N, C, OC, wt);
+  if (dinp) gelu_backward<T>(S(dinp), CS(inp), CS(dinp), (size_t)N * C, stream());
 }
 template <typename T> void cu_gelu_forward(float *out, const float *inp, size_t N) {
   gelu_forward<T>(S(out), CS(inp), N, stream());
