@@ -103,13 +103,14 @@ void mf_adamw_step(mf_adamw *o, mf_params *ps, const mf_backend *be, const mf_tr
         const float *g = o->grads ? (const float *)((const char *)o->grads + so * mf_dtype_size(be->act))
                                   : mf_params_compute_grad(ps, start);
         float *m = o->dm ? o->dm : o->m, *v = o->dv ? o->dv : o->v;
-        be->adamw_update(mf_params_compute_data(ps) + start, m + so, v + so, g, end - start, lr, tc->beta1, tc->beta2,
-                         tc->eps, p->decay ? tc->weight_decay : 0.0f, grad_scale, t);
+        /* bf16: the weights the next forward reads, written in the same pass */
+        be->adamw_update(mf_params_compute_data(ps) + start, m + so, v + so, mf_params_copy_at(ps, start), g,
+                         end - start, lr, tc->beta1, tc->beta2, tc->eps, p->decay ? tc->weight_decay : 0.0f,
+                         grad_scale, t);
       }
       i = j;
     }
   }
-  mf_params_refresh_copy(ps); /* bf16: the weights the next forward reads */
 }
 
 float mf_lr_at(const mf_train_cfg *tc, int step) {

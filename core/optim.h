@@ -39,7 +39,9 @@ void mf_adamw_pull(mf_adamw *o);
 /* Bytes of optimizer state this rank holds (m and v). */
 size_t mf_adamw_bytes(const mf_adamw *o);
 /* One update of every trainable parameter in the ranges at step t (1-based); weight decay
- * only where the parameter asks for it; grads are multiplied by grad_scale (clipping). */
+ * only where the parameter asks for it; grads are multiplied by grad_scale (clipping).
+ * bf16 backends: the same pass writes the weight copy of those ranges (ZeRO-1: the other
+ * ranks' pieces are cast after the all-gather, mf_dp_gather_params). */
 void mf_adamw_step(mf_adamw *o, mf_params *ps, const struct mf_backend *be, const mf_train_cfg *tc,
                    float lr, float grad_scale, int t);
 /* Linear warmup to train.lr over warmup_steps, then cosine to train.min_lr at train.steps. */

@@ -119,6 +119,18 @@ void mf_params_refresh_copy(mf_params *ps) {
   if (ps->dev_copy) ps->be->cast_copy(ps->dev_copy, ps->dev_data, ps->numel);
 }
 
+void mf_params_refresh_copy_range(mf_params *ps, size_t lo, size_t hi) {
+  if (!ps->dev_copy) return;
+  lo &= ~(size_t)7; /* 8 elements: 16 bytes of bf16, 32 of fp32 (the cast's vector width) */
+  hi = (hi + 7) & ~(size_t)7;
+  if (hi > ps->numel) hi = ps->numel;
+  if (lo < hi) ps->be->cast_copy(mf_params_copy_at(ps, lo), ps->dev_data + lo, hi - lo);
+}
+
+float *mf_params_copy_at(const mf_params *ps, size_t i) {
+  return ps->dev_copy ? (float *)((char *)ps->dev_copy + i * act_size(ps)) : NULL; /* stores act */
+}
+
 void mf_params_pull(mf_params *ps) {
   if (ps->dev_data) ps->be->to_host(ps->data, ps->dev_data, ps->numel * sizeof(float));
 }

@@ -59,8 +59,13 @@ mf_status mf_params_place(mf_params *ps, const struct mf_backend *be);
 /* host data -> device copy (after loading), device -> host (before saving); no-ops on the CPU */
 void mf_params_push(mf_params *ps);
 void mf_params_pull(mf_params *ps);
-/* bf16 backends: the kernels' weight copy from the fp32 master (after each update) */
+/* bf16 backends: the kernels' weight copy from the fp32 master (after loading; AdamW
+ * writes it as it updates); _range: elements [lo, hi) only (widened to whole 16-byte
+ * groups, which is harmless: elsewhere the copy already equals the cast master) */
 void mf_params_refresh_copy(mf_params *ps);
+void mf_params_refresh_copy_range(mf_params *ps, size_t lo, size_t hi);
+/* the bf16 copy at flat element i (NULL when there is none: fp32, or the CPU) */
+float *mf_params_copy_at(const mf_params *ps, size_t i);
 /* the buffers the optimizer sees: fp32 (master) weights, and the gradients (in the
  * backend's act dtype) from flat element i on; device copies when placed, else the host ones */
 float *mf_params_compute_data(const mf_params *ps);

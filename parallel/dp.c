@@ -327,8 +327,16 @@ mf_status mf_dp_gather_params(mf_dp *d) {
     MF_TRY(mf_comm_allgather(d->comm, d->stage + (size_t)d->rank * b->P, d->stage, b->P, MF_C_F32));
     d->be->copy(p + b->lo, d->stage, (b->hi - b->lo) * sizeof(float));
   }
-  for (int k = 0; k < d->nb; k++) MF_TRY(mf_comm_wait(&d->b[k].req));
-  mf_params_refresh_copy(d->ps); /* bf16: the weight copy of the pieces other ranks updated */
+  for (int k = 0; k < d->nb; k++) {
+    MF_TRY(mf_comm_wait(&d->b[k].req));
+    /* bf16: the weight copy of the pieces other ranks updated (AdamW wrote this rank's) */
+    const bucket *b = &d->b[k];
+    size_t mine = b->lo + (size_t)d->rank * b->P, end = mine + b->P < b->hi ? mine + b->P : b->hi;
+    if (mine < b->hi) {
+      mf_params_refresh_copy_range(d->ps, b->lo, mine);
+      mf_params_refresh_copy_range(d->ps, end, b->hi);
+    } else mf_params_refresh_copy_range(d->ps, b->lo, b->hi);
+  }
   return MF_OK;
 }
 

@@ -565,7 +565,7 @@ template <typename T> static void check_adamw(size_t n) {
     T *d_g = dup<T>(g);
     mf_cuda::adamw_update(d_p, d_m, d_v, d_copy, d_g, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t,
                           g_stream);
-    adamw_update(p.data(), m.data(), v.data(), g.data(), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+    adamw_update(p.data(), m.data(), v.data(), nullptr, g.data(), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
   }
   ep = nerr(down(d_p, n), p);
   em = nerr(down(d_m, n), m);

@@ -1137,12 +1137,12 @@ static void test_adamw(void) {
     for (int wdi = 0; wdi < 2; wdi++) {
       size_t n = sizes[s];
       float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = wdi ? 0.1f : 0.0f, gs = 0.5f;
-      float *p = randf(n, -1, 1), *m = calloc(n, 4), *v = calloc(n, 4);
+      float *p = randf(n, -1, 1), *m = calloc(n, 4), *v = calloc(n, 4), *cp = randf(n, -1, 1);
       double *pd = to_d(p, n), *md = calloc(n, 8), *vd = calloc(n, 8);
       for (int t = 1; t <= 3; t++) {
         float *g = randf(n, -1, 1);
         if (n > 5) g[5] = 0.0f; /* v = 0 at step 1: eps alone in the denominator */
-        adamw_update(p, m, v, g, n, lr, b1, b2, eps, wd, gs, t);
+        adamw_update(p, m, v, t == 3 ? cp : NULL, g, n, lr, b1, b2, eps, wd, gs, t);
         double bc1 = 1 - pow(b1, t), bc2 = 1 - pow(b2, t);
         for (size_t i = 0; i < n; i++) {
           double gi = (double)g[i] * gs;
@@ -1156,7 +1156,8 @@ static void test_adamw(void) {
       double e1 = mf_test_nerr(p, pd, n), e2 = mf_test_nerr(m, md, n), e3 = mf_test_nerr(v, vd, n);
       CHECKF(e1 <= 1e-6 && e2 <= 1e-6 && e3 <= 1e-6, "adamw n=%zu wd=%g: p %.3g m %.3g v %.3g",
              n, wd, e1, e2, e3);
-      free(p), free(m), free(v), free(pd), free(md), free(vd);
+      CHECKF(memcmp(cp, p, n * sizeof *p) == 0, "adamw n=%zu: the params copy is not the updated params", n);
+      free(p), free(m), free(v), free(cp), free(pd), free(md), free(vd);
     }
 }
 

@@ -1,12 +1,13 @@
 /* Fused AdamW over a flat parameter range, and the sum of squares for gradient norms.
  * Parameter gradients accumulate (+=) and activation gradients are written (=) elsewhere;
- * here grads are only read, and params, m, v are updated in place.
+ * here grads are only read, and params, m, v (and the copy of params, if asked) are updated.
  *
  * PyTorch's AdamW (single-tensor path), step t counted from 1:
  *   p *= 1 - lr*wd;  m = lerp(m, g, 1-b1);  v = b2 v + (1-b2) g^2
  *   p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
  * The scalar factors are formed in double as Python does, then used in float. One pass:
- * read p, m, v, g; write p, m, v. */
+ * read p, m, v, g; write p, m, v and, if params_copy is given, the new p there too (the
+ * CUDA twin writes its bf16 weight copy that way, so no separate cast pass follows). */
 #include <math.h>
 #include <omp.h>
 
@@ -15,7 +16,7 @@
 #define PAR_MIN (1 << 15)
 
 void adamw_update(float *params /* [n] */, float *m /* [n] */, float *v /* [n] */,
-                  const float *grads /* [n] */, size_t n, float lr, float beta1, float beta2,
+                  float *params_copy /* [n] or NULL */, const float *grads /* [n] */, size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t) {
   float step_size = (float)((double)lr / (1.0 - pow((double)beta1, t)));
   float bc2_sqrt = (float)sqrt(1.0 - pow((double)beta2, t));
@@ -31,6 +32,9 @@ void adamw_update(float *params /* [n] */, float *m /* [n] */, float *v /* [n] *
     float denom = sqrtf(vi) / bc2_sqrt + eps;
     params[i] = params[i] * decay - step_size * (mi / denom);
   }
+  if (params_copy)
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) params_copy[i] = params[i];
 }
 
 /* Deterministic for a fixed thread count: one contiguous range per thread, each summed by

@@ -130,8 +130,9 @@ void tp_xent_backward(float *dlogits, const float *dlosses, const float *probs,
 
 /* ---- adamw.c: fused AdamW over a flat range (PyTorch's AdamW semantics) ----
  * g = grads * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
- * p -= lr * (wd * p + (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)); t counts from 1. */
-void adamw_update(float *params, float *m, float *v, const float *grads, size_t n, float lr,
+ * p -= lr * (wd * p + (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)); t counts from 1.
+ * params_copy (may be NULL) receives the updated params, as the CUDA twin's bf16 copy. */
+void adamw_update(float *params, float *m, float *v, float *params_copy, const float *grads, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                   int t);
 /* sum of squares in double (for the global gradient norm); bitwise reproducible for a

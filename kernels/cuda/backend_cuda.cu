@@ -283,14 +283,14 @@ void cu_tp_xent_backward(float *dlogits, const float *dlosses, const float *prob
                          const int32_t *targets, int N, int Vl, int v0) {
   tp_xent_backward<T>(S(dlogits), dlosses, CS(probs), targets, N, Vl, v0, stream());
 }
-// params, m, v: fp32 master and state; grads: T. The T copy of params is refreshed by
-// cu_cast_copy after the whole update (one pass, whatever the ranges were).
+// params, m, v: fp32 master and state; grads: T; params_copy (T, or NULL): the weights the
+// next forward reads, written in the same pass (no cast_copy after the update)
 template <typename T>
-void cu_adamw_update(float *params, float *m, float *v, const float *grads, size_t n, float lr,
-                     float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                     int t) {
-  adamw_update<T>(params, m, v, nullptr, CS(grads), n, lr, beta1, beta2, eps, weight_decay,
-                  grad_scale, t, stream());
+void cu_adamw_update(float *params, float *m, float *v, float *params_copy, const float *grads,
+                     size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                     float grad_scale, int t) {
+  adamw_update<T>(params, m, v, S(params_copy), CS(grads), n, lr, beta1, beta2, eps,
+                  weight_decay, grad_scale, t, stream());
 }
 void cu_cast_copy(float *copy, const float *master, size_t n) {
   cast(reinterpret_cast<bf16 *>(copy), master, n, stream());
