@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #define ALIGN 64
-#define MAX_BLOCKS 64
+#define MAX_BLOCKS 64 /* enough: each extra block doubles the capacity while memory allows */
 
 typedef struct block {
   char *base;
@@ -50,8 +50,13 @@ void *mf_arena_alloc(mf_arena *a, size_t bytes) {
   bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
   block *cur = &a->b[a->nb - 1];
   if (cur->used + bytes > cur->size) {
-    size_t want = bytes > cur->size ? bytes : cur->size;
-    if (!add_block(a, want)) return NULL;
+    /* first the whole capacity again (doubling: a 30 GB first step takes ~10 blocks, not
+     * hundreds of blocks the size of its largest tensor); near the device's limit, smaller
+     * ones, so what fits still fits (the merge at the next reset returns the slack) */
+    size_t want[3] = {a->cap > bytes ? a->cap : bytes, cur->size > bytes ? cur->size : bytes, bytes};
+    int k = 0;
+    while (k < 3 && !add_block(a, want[k])) k++;
+    if (k == 3) return NULL;
     a->grows++;
     cur = &a->b[a->nb - 1];
   }

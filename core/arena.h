@@ -1,6 +1,7 @@
 /* The step arena: a bump allocator for activations and their gradients, reset after
- * every micro-step. It grows in the first steps (extra blocks); at the next reset the
- * blocks are merged into one of the high-water size, so the steady state never allocates. */
+ * every micro-step. It grows in the first steps (extra blocks, each as large as all before
+ * it while the allocator gives that much, else smaller); at the next reset the blocks are
+ * merged into one of the high-water size, so the steady state never allocates. */
 #ifndef MF_ARENA_H
 #define MF_ARENA_H
 

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <omp.h>
 
+#include "core/arena.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/ops.h"
@@ -1129,6 +1130,56 @@ static void test_softmax_xent(void) {
   }
 }
 
+/* ================================ the step arena ================================ */
+
+/* an allocator with a budget, as a device's memory: NULL beyond it */
+static size_t arena_budget, arena_live;
+static void *budget_alloc(size_t n) {
+  if (arena_live + n > arena_budget) return NULL;
+  size_t *p = malloc(n + 64);
+  if (!p) return NULL;
+  arena_live += n;
+  p[0] = n;
+  return (char *)p + 64;
+}
+static void budget_free(void *q) {
+  if (!q) return;
+  size_t *p = (size_t *)((char *)q - 64);
+  arena_live -= p[0];
+  free(p);
+}
+
+static void test_arena(void) {
+  const size_t MiB = 1 << 20;
+  /* a first step of many tensors: the blocks double, so 400 MiB of 1 MiB tensors and some
+   * larger ones need ~10 extra blocks, not one per few tensors (which ran out of blocks) */
+  arena_budget = (size_t)1 << 40, arena_live = 0;
+  mf_arena *a = mf_arena_create(MiB, budget_alloc, budget_free);
+  int ok = 1;
+  for (int i = 0; i < 400 && ok; i++) ok = mf_arena_alloc(a, i % 40 == 39 ? 8 * MiB : MiB) != NULL;
+  CHECKF(ok && mf_arena_grows(a) <= 12, "arena: 400 tensors took %d extra blocks (ok %d)", mf_arena_grows(a), ok);
+  size_t peak = mf_arena_peak(a);
+  mf_arena_reset(a);
+  CHECKF(mf_arena_capacity(a) == peak && arena_live == peak, "arena: after the reset one block of the peak (%zu, %zu, %zu)",
+         mf_arena_capacity(a), peak, arena_live);
+  mf_arena_destroy(a);
+  CHECK(arena_live == 0);
+  /* near the limit: 39 of 40 MiB still fit although doubling would ask for more */
+  arena_budget = 40 * MiB, arena_live = 0;
+  a = mf_arena_create(MiB, budget_alloc, budget_free);
+  for (int pass = 0; pass < 2; pass++) {
+    int got = 0;
+    for (int i = 0; i < 39; i++) got += mf_arena_alloc(a, MiB - 256) != NULL; /* + alignment: < 1 MiB */
+    int grows = mf_arena_grows(a);
+    mf_arena_reset(a);
+    CHECKF(got == 39 && (pass == 0 || mf_arena_grows(a) == grows), "arena near its limit, pass %d: %d of 39 fit, "
+           "%d extra blocks", pass, got, mf_arena_grows(a));
+  }
+  for (int i = 0; i < 39; i++) mf_arena_alloc(a, MiB - 256);
+  CHECK(mf_arena_alloc(a, 2 * MiB) == NULL); /* 39 + 2 > 40: out of memory is still reported */
+  mf_arena_destroy(a);
+}
+
 /* ================================ adamw, sumsq ================================ */
 
 static void test_adamw(void) {
@@ -1189,6 +1240,7 @@ int main(void) {
   test_attention();
   test_attention_kv();
   test_softmax_xent();
+  test_arena();
   test_adamw();
   test_sumsq();
   return mf_test_report("test_ops");
