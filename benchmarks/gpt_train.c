@@ -3,7 +3,7 @@
  * compute the same first and last loss on them (validation before timing), then runs the
  * two sides alternately (A B A B ...) in separate processes and reports medians: ms/step,
  * tokens/s, peak RSS, and the median of the per-round speed ratios.
- *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4]
+ *   gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4|max] [--B-cap 128] [--rounds 3] [--steps 4]
  *             [--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16]
  *             [--torch-compile] [--no-torch] [--cuda-graph] [--tf32]
  *   gpt_train --worker DIR ...   (internal: one timed run of our side)
@@ -11,6 +11,10 @@
  * step (config key cuda_graph; the PyTorch side is unchanged). --tf32 (with --device cuda,
  * fp32): fp32 matmuls on TF32 tensor cores on both sides (config key tf32; PyTorch's
  * allow_tf32); the validation bound widens to TF32's.
+ * --B max (with --device cuda): the largest micro-batch that fits, a power of two from --B-cap
+ * down: ours found by trial runs (one process each: allocation is all at the start and in the
+ * first step), PyTorch's in one process from ours down, catching its out-of-memory error;
+ * both sides are timed at the smaller of the two, per shape and T.
  * Environment: MF_PYTHON (default /usr/bin/python3) runs the PyTorch side; MF_ROOT (default: the
  * source tree it was built from) holds benchmarks/ref/gpt_train_torch.py.
  * Exit status 1 when a side failed or the two disagreed on the losses (no valid figure).
@@ -38,21 +42,24 @@
 
 typedef struct shape {
   const char *name;
-  int L, NH, C;
+  int L, NH, C, V;
 } shape;
 
-static const shape shapes[] = {{"tiny", 4, 4, 128}, {"124m", 12, 12, 768}};
+/* toy: small enough for the emulated CUDA backend (gpt_train_emu's tests), GPT-2's vocabulary
+ * otherwise */
+static const shape shapes[] = {{"tiny", 4, 4, 128, 50257}, {"124m", 12, 12, 768, 50257}, {"toy", 2, 2, 64, 256}};
 
 typedef struct opts {
   char shapes[64], Ts[64];
-  int B, rounds, steps, warmup, threads, torch;
+  int B, B_cap, rounds, steps, warmup, threads, torch; /* B 0: --B max */
   char device[8], precision[8];
   int compile, graph, tf32;
 } opts;
 
 /* ---- our side, in a child process ---- */
+/* Bsub > 0: the first Bsub rows of each batch (--B max's trials) */
 static int worker(const char *dir, int threads, int warmup, int steps, const char *device, const char *precision,
-                  int graph, int tf32) {
+                  int graph, int tf32, int Bsub) {
   mf_set_threads(threads);
   const mf_backend *be = &mf_backend_cpu;
   if (strcmp(device, "cuda") == 0) {
@@ -71,8 +78,9 @@ static int worker(const char *dir, int threads, int warmup, int steps, const cha
   int nd;
   int64_t shp[4];
   mf_h5_shape(h, "/idx", &nd, shp);
-  int NB = (int)shp[0], B = (int)shp[1], T = (int)shp[2];
-  int32_t *idx = malloc(sizeof(int32_t) * NB * B * T), *tgt = malloc(sizeof(int32_t) * NB * B * T);
+  int NB = (int)shp[0], B = (int)shp[1], T = (int)shp[2], Bfile = B;
+  if (Bsub > 0 && Bsub < B) B = Bsub;
+  int32_t *idx = malloc(sizeof(int32_t) * NB * Bfile * T), *tgt = malloc(sizeof(int32_t) * NB * Bfile * T);
   mf_h5_read(h, "/idx", MF_I32, idx, 3, shp);
   mf_h5_read(h, "/tgt", MF_I32, tgt, 3, shp);
   mf_h5_close(h);
@@ -94,13 +102,13 @@ static int worker(const char *dir, int threads, int warmup, int steps, const cha
   mf_adamw_init(&opt, g->params.numel);
   if (mf_params_place(&g->params, be) != MF_OK || mf_adamw_place(&opt, be) != MF_OK)
     return fprintf(stderr, "%s\n", mf_error_message()), 1;
-  mf_ctx *c = mf_ctx_create(be, 64 << 20);
+  mf_ctx *c = mf_ctx_create(be, 1 << 20); /* grows in the first step to what B needs (--B max) */
   mf_step_graph *sg = NULL;
   if (graph && mf_step_graph_create(&sg, be) != MF_OK) return fprintf(stderr, "%s\n", mf_error_message()), 1;
   double first = 0, last = 0;
   printf("{\"ms\":[");
   for (int s = 0; s < warmup + steps; s++) {
-    int32_t *pi = idx + (size_t)(s % NB) * B * T, *pt = tgt + (size_t)(s % NB) * B * T;
+    int32_t *pi = idx + (size_t)(s % NB) * Bfile * T, *pt = tgt + (size_t)(s % NB) * Bfile * T;
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
     double t0 = mf_now(), loss, norm;
@@ -141,30 +149,39 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* runs argv with env additions, captures stdout's JSON line, peak RSS from the child */
-static result run_side(char *const argv[], const char *env_kv) {
-  result r = {0};
+/* runs argv with env additions, its stdout into buf[cap]; quiet: stderr to /dev/null (the
+ * expected out-of-memory errors of --B max's trials). 1 when it exited with status 0 */
+static int run_capture(char *const argv[], const char *env_kv, int quiet, char *buf, size_t cap) {
+  buf[0] = 0;
   int fd[2];
-  if (pipe(fd) != 0) return r;
+  if (pipe(fd) != 0) return 0;
+  fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(fd[1], 1);
     close(fd[0]);
     close(fd[1]);
+    if (quiet && !freopen("/dev/null", "w", stderr)) _exit(127);
     if (env_kv) putenv((char *)env_kv);
     execv(argv[0], argv);
     _exit(127);
   }
   close(fd[1]);
-  char buf[65536];
   size_t n = 0;
   ssize_t got;
-  while ((got = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)got;
+  while ((got = read(fd[0], buf + n, cap - 1 - n)) > 0) n += (size_t)got;
   buf[n] = 0;
   close(fd[0]);
   int status;
   waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return r;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* one timed run of a side: its stdout's JSON line (per-step ms, losses, peak memory) */
+static result run_side(char *const argv[], const char *env_kv) {
+  result r = {0};
+  char buf[65536];
+  if (!run_capture(argv, env_kv, 0, buf, sizeof buf)) return r;
   char *ms = strstr(buf, "\"ms\":[");
   if (!ms) return r;
   double v[256];
@@ -186,7 +203,7 @@ static result run_side(char *const argv[], const char *env_kv) {
 }
 
 static int prepare(const char *dir, const shape *s, int B, int T, int nbatch) {
-  mf_model_cfg mc = {.family = "gpt", .n_layer = s->L, .n_head = s->NH, .n_embd = s->C, .vocab_size = 50257,
+  mf_model_cfg mc = {.family = "gpt", .n_layer = s->L, .n_head = s->NH, .n_embd = s->C, .vocab_size = s->V,
                      .block_size = 1024};
   mf_gpt *g;
   if (mf_gpt_create(&g, &mc) != MF_OK) return 0;
@@ -203,14 +220,15 @@ static int prepare(const char *dir, const shape *s, int B, int T, int nbatch) {
   mf_rng r;
   mf_rng_seed(&r, 5, 0);
   for (size_t i = 0; i < n; i++) { /* text-like: a Zipf-ish mix of frequent ids */
-    idx[i] = (int32_t)(mf_rng_below(&r, 4) ? mf_rng_below(&r, 2000) : mf_rng_below(&r, 50257));
-    tgt[i] = (int32_t)(mf_rng_below(&r, 4) ? mf_rng_below(&r, 2000) : mf_rng_below(&r, 50257));
+    uint64_t V = (uint64_t)s->V, often = V < 2000 ? V / 4 : 2000;
+    idx[i] = (int32_t)(mf_rng_below(&r, 4) ? mf_rng_below(&r, often) : mf_rng_below(&r, V));
+    tgt[i] = (int32_t)(mf_rng_below(&r, 4) ? mf_rng_below(&r, often) : mf_rng_below(&r, V));
   }
   snprintf(p, sizeof p, "%s/batches.h5", dir);
   mf_h5 *h;
   ok = ok && mf_h5_create(&h, p) == MF_OK;
   if (ok) {
-    int64_t vals[] = {s->L, s->NH, s->C, 50257, 1024, nbatch};
+    int64_t vals[] = {s->L, s->NH, s->C, s->V, 1024, nbatch};
     const char *keys[] = {"n_layer", "n_head", "n_embd", "vocab_size", "block_size", "nbatch"};
     for (int i = 0; i < 6; i++) mf_h5_set_i64(h, "/", keys[i], vals[i]);
     mf_h5_write(h, "/idx", MF_I32, idx, 3, (int64_t[]){nbatch, B, T});
@@ -222,28 +240,76 @@ static int prepare(const char *dir, const shape *s, int B, int T, int nbatch) {
   return ok;
 }
 
-/* 1 when both sides ran and agreed on the losses (the figures mean something), else 0 */
-static int bench_one(const opts *o, const shape *s, int T, const char *self) {
-  char dir[] = "/tmp/mf_bench.XXXXXX";
-  if (!mkdtemp(dir) || !prepare(dir, s, o->B, T, o->warmup + o->steps)) {
-    printf("%-5s T=%-4d prepare failed: %s\n", s->name, T, mf_error_message());
-    return 0;
-  }
-  char th[16], wu[16], st[16];
-  snprintf(th, sizeof th, "%d", o->threads);
-  snprintf(wu, sizeof wu, "%d", o->warmup);
-  snprintf(st, sizeof st, "%d", o->steps);
-  char *ours[] = {(char *)self, "--worker", dir, th, wu, st, (char *)o->device, (char *)o->precision,
-                  o->graph ? "graph" : "eager", o->tf32 ? "tf32" : "-", NULL};
+/* the two sides' command lines for dir; Bsub and probe as worker() and the script's --probe */
+typedef struct sides {
+  char th[16], wu[16], st[16], bs[16], script[1024];
+  char *ours[12], *torch[24];
+} sides;
+
+static void make_sides(sides *v, const opts *o, const char *dir, const char *self, int warmup, int steps, int Bsub,
+                       const char *probe) {
+  snprintf(v->th, sizeof v->th, "%d", o->threads);
+  snprintf(v->wu, sizeof v->wu, "%d", warmup);
+  snprintf(v->st, sizeof v->st, "%d", steps);
+  snprintf(v->bs, sizeof v->bs, "%d", Bsub);
+  char *ours[] = {(char *)self, "--worker", (char *)dir, v->th, v->wu, v->st, (char *)o->device, (char *)o->precision,
+                  o->graph ? "graph" : "eager", o->tf32 ? "tf32" : "-", v->bs, NULL};
+  memcpy(v->ours, ours, sizeof ours);
   /* MF_ROOT: the source tree when the binary runs away from the one it was built in (a GPU
    * machine given a prebuilt bundle, tests/gpu/bundle.sh); MF_PYTHON: the interpreter that
    * imports torch (Debian's /usr/bin/python3 here; a venv's on the GPU image) */
   const char *root = getenv("MF_ROOT"), *py = getenv("MF_PYTHON");
-  char script[1024];
-  snprintf(script, sizeof script, "%s/benchmarks/ref/gpt_train_torch.py", root && *root ? root : MF_SOURCE_DIR);
-  char *torch[] = {py && *py ? (char *)py : "/usr/bin/python3", script, "--dir", dir, "--threads", th,
-                   "--warmup", wu, "--steps", st, "--device", (char *)o->device, "--precision", (char *)o->precision, "--compile",
-                   o->compile ? "1" : "0", "--tf32", o->tf32 ? "1" : "0", NULL};
+  snprintf(v->script, sizeof v->script, "%s/benchmarks/ref/gpt_train_torch.py", root && *root ? root : MF_SOURCE_DIR);
+  char *torch[] = {py && *py ? (char *)py : "/usr/bin/python3", v->script, "--dir", (char *)dir, "--threads", v->th,
+                   "--warmup", v->wu, "--steps", v->st, "--device", (char *)o->device, "--precision",
+                   (char *)o->precision, "--compile", o->compile ? "1" : "0", "--tf32", o->tf32 ? "1" : "0",
+                   probe ? "--probe" : NULL, (char *)probe, NULL};
+  memcpy(v->torch, torch, sizeof torch);
+}
+
+/* --B max: the largest power of two <= B_cap at which both sides run a step and the next
+ * (ours: a trial process per B, downwards; PyTorch: one process trying ours' B and down).
+ * 0 when not even B=1 fits ours. */
+static int find_max_B(const opts *o, const shape *s, int T, const char *self, const char *dir) {
+  if (!prepare(dir, s, o->B_cap, T, 1)) return 0;
+  int ours = 0, torch = 0;
+  char buf[4096];
+  for (int B = o->B_cap; B >= 1 && !ours; B /= 2) {
+    sides v;
+    make_sides(&v, o, dir, self, 1, 1, B, NULL);
+    if (run_capture(v.ours, "OMP_WAIT_POLICY=PASSIVE", 1, buf, sizeof buf)) ours = B;
+  }
+  if (ours && o->torch) {
+    char list[256] = "";
+    for (int B = ours; B >= 1; B /= 2)
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", B == ours ? "" : ",", B);
+    sides v;
+    make_sides(&v, o, dir, self, 1, 1, 0, list);
+    char *f = run_capture(v.torch, "OMP_WAIT_POLICY=PASSIVE", 0, buf, sizeof buf) ? strstr(buf, "\"fits\":") : NULL;
+    torch = f ? atoi(f + 7) : 0;
+  }
+  int B = o->torch && torch < ours ? torch : ours;
+  printf("# --B max, %s T=%d: ours fits up to B=%d, torch %s%d (powers of two from %d); timing at B=%d\n", s->name,
+         T, ours, o->torch ? "up to B=" : "not run, ", torch, o->B_cap, B);
+  return B;
+}
+
+/* 1 when both sides ran and agreed on the losses (the figures mean something), else 0 */
+static int bench_one(const opts *o, const shape *s, int T, const char *self) {
+  char dir[] = "/tmp/mf_bench.XXXXXX";
+  int B = o->B;
+  if (!mkdtemp(dir) || (B == 0 && (B = find_max_B(o, s, T, self, dir)) == 0) ||
+      !prepare(dir, s, B, T, o->warmup + o->steps)) {
+    printf("%-5s T=%-4d %s\n", s->name, T, B == 0 ? "no micro-batch fits both sides (the line above)" : "prepare failed");
+    if (B) printf("# %s\n", mf_error_message());
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return 0;
+  }
+  sides v;
+  make_sides(&v, o, dir, self, o->warmup, o->steps, 0, NULL);
+  char **ours = v.ours, **torch = v.torch;
   int gpu = strcmp(o->device, "cuda") == 0;
   double a_ms[32], b_ms[32], ratio[32];
   long a_rss = 0, b_rss = 0;
@@ -283,16 +349,16 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
   (void)b0;
   if (n > 0) {
     double am = median(a_ms, n), bm = median(b_ms, n), rm = median(ratio, n);
-    double tok = (double)o->B * T;
+    double tok = (double)B * T;
     if (o->torch) {
-      printf("%-5s %5d %3d %10.1f %10.1f %9.0f %9.0f %9.0f %9.0f %8.2fx %s\n", s->name, T, o->B, am, bm,
+      printf("%-5s %5d %3d %10.1f %10.1f %9.0f %9.0f %9.0f %9.0f %8.2fx %s\n", s->name, T, B, am, bm,
              tok / am * 1e3, tok / bm * 1e3, a_rss / 1024.0, b_rss / 1024.0, rm, valid ? "" : "(NOT VALIDATED)");
     } else {
-      printf("%-5s %5d %3d %10.1f %10s %9.0f %9s %9.0f %9s\n", s->name, T, o->B, am, "-", tok / am * 1e3, "-",
+      printf("%-5s %5d %3d %10.1f %10s %9.0f %9s %9.0f %9s\n", s->name, T, B, am, "-", tok / am * 1e3, "-",
              a_rss / 1024.0, "-");
     }
     if (gpu) { /* 3x the forward FLOPs (trainers/gpt.c's count, causal attention halved) */
-      double C = s->C, L = s->L, fwd = L * (2 * 12 * C * C + 2 * C * T) + 2 * C * 50304;
+      double C = s->C, L = s->L, fwd = L * (2 * 12 * C * C + 2 * C * T) + 2 * C * ((s->V + 127) / 128 * 128);
       printf("# MFU vs 989 TFLOP/s: ours %.1f%%, torch %.1f%% (%.2f GFLOP per token)\n",
              100 * 3 * fwd * tok / am * 1e3 / 989e12, o->torch ? 100 * 3 * fwd * tok / bm * 1e3 / 989e12 : 0.0,
              3 * fwd / 1e9);
@@ -312,8 +378,9 @@ static int bench_one(const opts *o, const shape *s, int T, const char *self) {
 int main(int argc, char **argv) {
   if (argc >= 8 && strcmp(argv[1], "--worker") == 0)
     return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6], argv[7],
-                  argc >= 9 && strcmp(argv[8], "graph") == 0, argc >= 10 && strcmp(argv[9], "tf32") == 0);
-  opts o = {.B = 4, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1, .device = "cpu",
+                  argc >= 9 && strcmp(argv[8], "graph") == 0, argc >= 10 && strcmp(argv[9], "tf32") == 0,
+                  argc >= 11 ? atoi(argv[10]) : 0);
+  opts o = {.B = 4, .B_cap = 128, .rounds = 3, .steps = 4, .warmup = 2, .threads = 2, .torch = 1, .device = "cpu",
             .precision = "fp32"};
   snprintf(o.shapes, sizeof o.shapes, "tiny,124m");
   snprintf(o.Ts, sizeof o.Ts, "64,256");
@@ -321,7 +388,8 @@ int main(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : "";
     if (strcmp(argv[i], "--shapes") == 0) snprintf(o.shapes, sizeof o.shapes, "%s", v), i++;
     else if (strcmp(argv[i], "--T") == 0) snprintf(o.Ts, sizeof o.Ts, "%s", v), i++;
-    else if (strcmp(argv[i], "--B") == 0) o.B = atoi(v), i++;
+    else if (strcmp(argv[i], "--B") == 0) o.B = strcmp(v, "max") == 0 ? 0 : atoi(v) > 0 ? atoi(v) : -1, i++;
+    else if (strcmp(argv[i], "--B-cap") == 0) o.B_cap = atoi(v), i++;
     else if (strcmp(argv[i], "--rounds") == 0) o.rounds = atoi(v), i++;
     else if (strcmp(argv[i], "--steps") == 0) o.steps = atoi(v), i++;
     else if (strcmp(argv[i], "--warmup") == 0) o.warmup = atoi(v), i++;
@@ -335,7 +403,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--cuda-graph") == 0) o.graph = 1;
     else if (strcmp(argv[i], "--tf32") == 0) o.tf32 = 1;
     else {
-      fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4] [--rounds 3] [--steps 4] "
+      fprintf(stderr, "usage: gpt_train [--shapes tiny,124m] [--T 64,256] [--B 4|max] [--B-cap 128] [--rounds 3] [--steps 4] "
                       "[--warmup 2] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16] [--torch-compile] [--no-torch] [--cuda-graph] [--tf32]\n");
       return 2;
     }
@@ -352,17 +420,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gpt_train: --precision bf16 needs --device cuda\n");
     return 2;
   }
-  if (o.B < 1 || o.rounds < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 1) {
-    fprintf(stderr, "gpt_train: --B, --rounds, --steps, --threads must be >= 1\n");
+  if (o.B < 0 || o.B_cap < 1 || o.B_cap > 4096 || o.rounds < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 1) {
+    fprintf(stderr, "gpt_train: --B (a number or max), --B-cap (up to 4096), --rounds, --steps, --threads must be >= 1\n");
+    return 2;
+  }
+  if (o.B == 0 && strcmp(o.device, "cuda") != 0) {
+    fprintf(stderr, "gpt_train: --B max needs --device cuda (what fits in device memory; on the CPU give --B N)\n");
     return 2;
   }
   char self[1024];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;
   self[n] = 0;
-  printf("# gpt_train: %s%s AdamW training step on %s, %d threads each side, B=%d, median of %d rounds x %d steps "
+  char bdesc[32];
+  if (o.B) snprintf(bdesc, sizeof bdesc, "B=%d", o.B);
+  else snprintf(bdesc, sizeof bdesc, "B=max (<= %d)", o.B_cap);
+  printf("# gpt_train: %s%s AdamW training step on %s, %d threads each side, %s, median of %d rounds x %d steps "
          "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s\n", o.precision, o.tf32 ? " (TF32 matmuls)" : "",
-         o.device, o.threads, o.B, o.rounds, o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "",
+         o.device, o.threads, bdesc, o.rounds, o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "",
          o.graph ? "; ours as a CUDA graph" : "");
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
@@ -374,7 +449,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
       if (strcmp(shapes[i].name, s) == 0) sp = &shapes[i];
     if (!sp) {
-      fprintf(stderr, "gpt_train: unknown shape '%s' (tiny, 124m)\n", s);
+      fprintf(stderr, "gpt_train: unknown shape '%s' (tiny, 124m, toy)\n", s);
       return 2;
     }
     char ts[64];

@@ -16,3 +16,8 @@ if(TARGET mforge_emu)
                                        ${MF_TESTDATA} $<TARGET_FILE:mforge_emu> $<TARGET_FILE:ckpt_compare>)
   set_tests_properties(e2e_cuda_graph PROPERTIES FIXTURES_REQUIRED e2e_data LABELS cuda_emu TIMEOUT 400)
 endif()
+# benchmarks/gpt_train --B max on the emulator, under a small device memory
+if(TARGET mf_emu) # gpt_train_emu: benchmarks/gpt_train.cmake, added after tests/
+  add_test(NAME e2e_bench_emu COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/bench_emu.sh $<TARGET_FILE:gpt_train_emu>)
+  set_tests_properties(e2e_bench_emu PROPERTIES LABELS cuda_emu TIMEOUT 300)
+endif()

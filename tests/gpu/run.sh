@@ -17,7 +17,8 @@
 #              fresh random inputs, outputs poisoned; a table, "test_gpu_ops: N checks, M failed"
 #   trainer    tests/e2e/cuda_emu.sh with the real mforge: device: cuda (fp32, recompute 2, bf16)
 #              trains to the CPU's losses and grad norms; checkpoints move CPU <-> GPU
-#   bench      benchmarks/gpt_train --device cuda: GPT-2 124M, T 1024, bf16, vs PyTorch (autocast
+#   bench      benchmarks/gpt_train --device cuda: GPT-2 124M, T 1024, bf16, the largest micro-batch
+#              that fits both (--B max), vs PyTorch (autocast
 #              bf16, fused AdamW, SDPA) on this GPU, then ours as a CUDA graph
 #   graph      tests/gpu/cuda_graph.sh: cuda_graph: true vs eager steps (fp32, bf16), ms/step
 #   parallel   tests/parallel/cuda_emu.sh with the real mforge: DP, ZeRO-1, TP 2, DP 2 x TP 2 on the
@@ -173,7 +174,8 @@ step() {
   timeout --kill-after=5 "$lim" "$@" 2>&1 | tee "$LOG/$name.log"
   rc=${PIPESTATUS[0]}
   local detail
-  detail=$(grep -E '^(test_gpu_ops|[a-z_ ]+): [0-9]+ checks|^# MFU|^124m|^cuda_graph|^FAIL' "$LOG/$name.log" | head -4 | tr '\n' ';' | cut -c1-200)
+  detail=$(grep -E '^(test_gpu_ops|[a-z_ ]+): [0-9]+ checks|^# MFU|^124m|^cuda_graph|^FAIL|^# --B max' "$LOG/$name.log" | head -4 |
+    sed 's/^# --B max, [^:]*: //' | tr '\n' ';' | cut -c1-240)
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then note "$name" "timed out" $(( $(date +%s) - s )) "$detail"; RC=1
   elif [ "$rc" = 0 ]; then note "$name" "passed" $(( $(date +%s) - s )) "$detail"
   else note "$name" "FAILED ($rc)" $(( $(date +%s) - s )) "$detail"; RC=1; fi
@@ -196,8 +198,13 @@ if [ "$FULL" = 1 ]; then
   G=$BUILD/benchmarks/gpt_train
   TORCH=()
   [ -z "$MF_PYTHON" ] && TORCH=(--no-torch)
-  bench bench 200 "$G" --device cuda --precision bf16 --shapes 124m --T 1024 --B 16 --rounds 2 --steps 10 --warmup 3 "${TORCH[@]}"
-  bench bench_graph 60 "$G" --device cuda --precision bf16 --shapes 124m --T 1024 --B 16 --rounds 1 --steps 10 --warmup 3 \
+  # the largest micro-batch that fits both sides (powers of two up to 128), then the same B
+  # for the variants (16 if the search did not finish)
+  bench bench 240 "$G" --device cuda --precision bf16 --shapes 124m --T 1024 --B max --B-cap 128 --rounds 2 --steps 10 \
+    --warmup 3 "${TORCH[@]}"
+  BB=$(sed -n 's/.*timing at B=\([1-9][0-9]*\)$/\1/p' "$LOG/bench.log" 2>/dev/null | head -1)
+  BB=${BB:-16}
+  bench bench_graph 60 "$G" --device cuda --precision bf16 --shapes 124m --T 1024 --B "$BB" --rounds 1 --steps 10 --warmup 3 \
     --no-torch --cuda-graph
   step graph 120 bash tests/gpu/cuda_graph.sh "$BUILD/mforge" "$DATA"
   if command -v mpirun >/dev/null 2>&1; then
@@ -210,7 +217,7 @@ if [ "$FULL" = 1 ]; then
   fi
   step nccl 60 bash tests/gpu/nccl.sh "$BUILD"
   [ -n "$KBENCH" ] && bench kernels 90 "$KBENCH" --B 8 --T 1024
-  [ -n "$MF_PYTHON" ] && bench bench_tc 200 "$G" --device cuda --precision bf16 --shapes 124m --T 1024 --B 16 \
+  [ -n "$MF_PYTHON" ] && bench bench_tc 200 "$G" --device cuda --precision bf16 --shapes 124m --T 1024 --B "$BB" \
     --rounds 1 --steps 10 --warmup 3 --torch-compile
   bench bench_fp32 100 "$G" --device cuda --shapes 124m --T 1024 --B 8 --rounds 1 --steps 10 --warmup 3 "${TORCH[@]}"
 else

@@ -23,7 +23,8 @@
  * so a block spinning on another block's progress is reported as an endless wait.
  * Environment: MF_EMU_SEED (thread/block order, default 1), MF_EMU_CHECKS (bit mask of Check
  * below, default all), MF_EMU_SYMBOLIZE=0 (no addr2line), MF_EMU_STACK_KB (per thread, 256),
- * MF_EMU_LAUNCH_LOG (file to append launched kernel names to), MF_EMU_STATS=1. */
+ * MF_EMU_LAUNCH_LOG (file to append launched kernel names to), MF_EMU_STATS=1, MF_EMU_MEM_MB
+ * (the device memory; cudaMalloc beyond it fails as out of memory, default 80 GiB). */
 #ifndef MF_CUDA_EMU_H
 #define MF_CUDA_EMU_H
 

@@ -35,6 +35,9 @@ const size_t kArenaSize = (size_t)1 << 38; /* 256 GB of address space, committed
 const size_t kGuard = (size_t)1 << 20;
 const size_t kShadowMaxBytes = (size_t)256 << 20; /* larger buffers: bounds checks only */
 const size_t kTotalMem = (size_t)80 << 30;
+/* MF_EMU_MEM_MB: device memory the emulated GPU has (cudaMalloc fails beyond it, as out of
+ * memory on a GPU), for tests of what fits; default kTotalMem */
+size_t g_mem_total = kTotalMem;
 const int kMaxReportsPerLaunch = 10;
 
 bool g_inited, g_quiet, g_symbolize = true;
@@ -49,7 +52,7 @@ std::vector<Alloc *> g_allocs;
 bool g_host_guard;
 int g_open_depth;
 Alloc *g_last_alloc;
-size_t g_live_bytes;
+size_t g_live_bytes, g_dev_bytes; /* all live allocations; device ones (not pinned host) */
 cudaError_t g_last_error = cudaSuccess;
 std::map<const void *, size_t> g_dyn_limit;
 std::map<std::string, long> g_launches;
@@ -120,6 +123,7 @@ std::string short_path(std::string s) {
 Alloc *arena_alloc(size_t size, bool host, const void *pc) {
   init();
   size_t data = round_up(size ? size : 1, 4096), region = kGuard + data + kGuard;
+  if (!host && g_dev_bytes + size > g_mem_total) return nullptr;
   if (g_bump + region > g_arena_lo + g_arena_span) return nullptr;
   if (mprotect((void *)g_bump, region, PROT_READ | PROT_WRITE) != 0) return nullptr;
   Alloc *al = new Alloc();
@@ -141,6 +145,7 @@ Alloc *arena_alloc(size_t size, bool host, const void *pc) {
   }
   g_allocs.push_back(al);
   g_live_bytes += size;
+  if (!host) g_dev_bytes += size;
   return al;
 }
 
@@ -211,6 +216,7 @@ void init() {
   if (const char *e = getenv("MF_EMU_SYMBOLIZE")) g_symbolize = atoi(e) != 0;
   if (const char *e = getenv("MF_EMU_CHECKS")) g_checks = (unsigned)strtoul(e, nullptr, 0);
   if (const char *e = getenv("MF_EMU_HOST_GUARD")) g_host_guard = atoi(e) != 0;
+  if (const char *e = getenv("MF_EMU_MEM_MB")) g_mem_total = (size_t)strtoull(e, nullptr, 0) << 20;
 #ifdef MF_SOURCE_DIR
   g_src_dir = std::string(MF_SOURCE_DIR) + "/";
 #endif
@@ -539,6 +545,7 @@ static cudaError_t do_free(void *p, const void *pc) {
   }
   al->freed = true;
   g_live_bytes -= al->size;
+  if (!al->host) g_dev_bytes -= al->size;
   madvise((void *)al->base, round_up(al->size, 4096), MADV_DONTNEED);
   if (al->shadow) munmap(al->shadow, al->shadow_bytes);
   al->shadow = nullptr;
@@ -642,8 +649,9 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t st) {
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
-  if (f) *f = kTotalMem - g_live_bytes;
-  if (t) *t = kTotalMem;
+  init();
+  if (f) *f = g_dev_bytes < g_mem_total ? g_mem_total - g_dev_bytes : 0;
+  if (t) *t = g_mem_total;
   return cudaSuccess;
 }
 cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
@@ -658,9 +666,10 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
 
 /* ---- the device: H100/H200-like, sm_90 ---- */
 static void fill_props(cudaDeviceProp *p) {
+  init();
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "mforge CUDA emulator (H100-like, sm_90)");
-  p->totalGlobalMem = kTotalMem;
+  p->totalGlobalMem = g_mem_total;
   p->sharedMemPerBlock = kSmemDefaultDyn;
   p->regsPerBlock = 65536;
   p->warpSize = 32;
