@@ -5,7 +5,7 @@
  * median of the paired ratios with a bootstrap 95% interval, and a sign test (how often and
  * how surely the overlapped step is the faster of its pair): on a shared 2-core machine the
  * gain is a few percent, so one median alone cannot tell it from noise.
- *   mpirun -np 2 build/benchmarks/dp_overlap [--pairs 10] [--bucket-mb 1] [--layers 4]
+ *   mpirun -np 2 build/benchmarks/dp_overlap [--pairs 40] [--bucket-mb 1] [--layers 4]
  *          [--embd 128] [--batch 8] [--seq 64] [--threads 1]
  * --batch is per rank. Synthetic tokens over the GPT-2 vocabulary (no data files). */
 #include <math.h>
@@ -61,7 +61,7 @@ static void median_interval(const double *v, int n, double *lo, double *hi) {
 }
 
 int main(int argc, char **argv) {
-  int pairs = 10, L = 4, C = 128, B = 8, T = 64, threads = 1;
+  int pairs = 40, L = 4, C = 128, B = 8, T = 64, threads = 1;
   float bucket = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--pairs") == 0) pairs = atoi(argv[i + 1]);
