@@ -32,6 +32,8 @@ struct mf_ctx {
     size_t bytes;
     int occupant; /* tape index of the node whose output it holds now (-1: none) */
   } remat[MF_REMAT_KINDS];
+  const mf_tensor *defer; /* mf_ctx_defer_rows */
+  void *defer_rows;
 };
 
 mf_ctx *mf_ctx_create(const mf_backend *be, size_t arena_bytes) {
@@ -67,6 +69,8 @@ int mf_ctx_nodes(const mf_ctx *c) { return c->n; }
 
 void mf_ctx_reset(mf_ctx *c) {
   memset(c->remat, 0, sizeof c->remat);
+  c->defer = NULL;
+  c->defer_rows = NULL;
   c->ngb = 0; /* the arena takes the memory back */
   c->n = 0;
   c->st = MF_OK;
@@ -184,6 +188,15 @@ void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd) {
   t->remat = 1 + i;
   for (int k = 0; k < MF_REMAT_KINDS; k++)
     if (c->remat[k].data == t->data) c->remat[k].occupant = i;
+}
+
+void mf_ctx_defer_rows(mf_ctx *c, const mf_tensor *param, void *rows) {
+  c->defer = param;
+  c->defer_rows = param ? rows : NULL;
+}
+
+void *mf_ctx_deferred_rows(const mf_ctx *c, const mf_tensor *param) {
+  return param && c->defer == param ? c->defer_rows : NULL;
 }
 
 void mf_ctx_remat_ready(mf_ctx *c, const mf_tensor *t) {

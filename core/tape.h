@@ -85,6 +85,12 @@ void mf_ctx_remat_made(mf_ctx *c, mf_tensor *t, const mf_node *nd);
  * and output (those are made ready before the node runs): makes t's data current, running
  * its node's recompute if another tensor has taken the shared buffer since. */
 void mf_ctx_remat_ready(mf_ctx *c, const mf_tensor *t);
+/* Data parallelism's tied weights (parallel/dp.c): until the next reset, the embedding's
+ * backward adds nothing to param's gradient and copies its output gradient [B,T,C] (act
+ * dtype) to rows instead, for the caller to add in after the gradient reduction. param NULL:
+ * off. mf_ctx_deferred_rows: rows, when param's rows are deferred, else NULL (for ops). */
+void mf_ctx_defer_rows(mf_ctx *c, const mf_tensor *param, void *rows);
+void *mf_ctx_deferred_rows(const mf_ctx *c, const mf_tensor *param);
 
 /* For ops: the buffer of an activation's gradient (or of a second gradient, added into the
  * first). Gradients are recycled within a step: mf_backward hands an activation's gradient

@@ -265,7 +265,9 @@ static void encoder_bwd(mf_ctx *c, const mf_node *nd) {
   const mf_encoder_params *p = &nd->p.encoder;
   mf_tensor *wte = nd->in[1], *wpe = nd->in[2];
   assert(wte->is_param && wpe->is_param);
-  BE(c)->encoder_backward(wte->requires_grad ? wte->grad : NULL,
+  void *rows = mf_ctx_deferred_rows(c, wte); /* data parallelism adds them after its reduction */
+  if (rows) BE(c)->copy(rows, nd->out->grad, (size_t)p->B * p->T * p->C * mf_dtype_size(BE(c)->act));
+  BE(c)->encoder_backward(wte->requires_grad && !rows ? wte->grad : NULL,
                           wpe->requires_grad ? wpe->grad : NULL, nd->out->grad,
                           nd->in[0]->data, p->B, p->T, p->C);
 }

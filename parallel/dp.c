@@ -27,7 +27,9 @@ struct mf_dp {
   mf_cdtype cdt;     /* the same for the communicator */
   int zero, overlap, rank, size;
   int nb;
-  bucket *b;         /* b[0]: the highest offsets, finished first by backward */
+  size_t bs;         /* bucket length, elements */
+  bucket *b;         /* b[0]: the highest offsets, finished first by backward (after the
+                        tied weight's, mf_dp_tie_early) */
   int *uses;         /* per parameter: tape nodes left to visit that use it */
   int *pb0, *pb1;    /* per parameter: the buckets it overlaps, b[pb0] .. b[pb1] */
   int next;          /* next bucket to launch */
@@ -41,6 +43,16 @@ struct mf_dp {
   size_t stage_n;
   mf_adamw_range *ranges;
   int nranges;
+  /* mf_dp_tie_early: the tied weight (parameter index, -1: none), the embedding node that
+   * defers its rows this step (-1: none), and the rows: this rank's [B*T, C] (act) and
+   * token ids [B*T], then every rank's, all-gathered after the buckets */
+  int tie, tie_node, tie_B, tie_T, tie_C;
+  int tie_first;     /* the buckets' layout: the tied weight's first */
+  int64_t tie_max;   /* the most rows (B*T*ranks) a step ties early */
+  size_t tie_cap;    /* B*T the buffers hold */
+  void *rows, *rows_all;
+  int32_t *ids, *ids_all;
+  long tie_steps;
   double exposed_s, hook_s;
   long steps;
   /* progress thread: pokes MPI every poll_us while buckets are in flight, so they move
@@ -95,6 +107,83 @@ int mf_dp_ranges(const mf_dp *d, const mf_adamw_range **r) {
 static float *at(const mf_dp *d, float *base, size_t i) { return (float *)((char *)base + i * d->es); }
 
 
+/* pb0, pb1 from the buckets: a parameter lies in one run of neighbouring buckets (none for
+ * an empty one: pb0 > pb1) */
+static void map_params(mf_dp *d) {
+  for (int i = 0; i < d->ps->n; i++) {
+    size_t a = d->ps->p[i].offset, e = a + (size_t)mf_numel(&d->ps->p[i].t);
+    d->pb0[i] = d->nb;
+    d->pb1[i] = -1;
+    for (int k = 0; k < d->nb; k++)
+      if (d->b[k].lo < e && a < d->b[k].hi) {
+        if (k < d->pb0[i]) d->pb0[i] = k;
+        d->pb1[i] = k;
+      }
+  }
+}
+
+/* buckets of at most bs over [lo, hi), from hi down, at d->b[*k] on */
+static void cut(mf_dp *d, size_t lo, size_t hi, int *k) {
+  for (size_t h = hi; h > lo; (*k)++) {
+    size_t l = h - lo > d->bs ? h - d->bs : lo;
+    d->b[*k].lo = l;
+    d->b[*k].hi = h;
+    h = l;
+  }
+}
+
+static int param_index(const mf_dp *d, const mf_tensor *t);
+
+/* the buckets: from the top down (the order backward finishes the parameters in), or with
+ * the tied weight's range first (mf_dp_tie_early) */
+static void layout(mf_dp *d, int tie_first) {
+  size_t n = d->ps->numel;
+  d->nb = 0;
+  if (tie_first) {
+    size_t a = d->ps->p[d->tie].offset, z = a + (size_t)mf_numel(&d->ps->p[d->tie].t);
+    cut(d, a, z, &d->nb);
+    cut(d, z, n, &d->nb);
+    cut(d, 0, a, &d->nb);
+  } else {
+    cut(d, 0, n, &d->nb);
+  }
+  d->tie_first = tie_first;
+  map_params(d);
+}
+
+mf_status mf_dp_tie_early(mf_dp *d, const mf_tensor *param) {
+  const char *e = getenv("MF_DP_TIE_EARLY");
+  int i = param_index(d, param);
+  if (d->zero || !d->overlap || d->size < 2 || i < 0) return MF_OK;
+  d->tie_max = e && *e ? strtoll(e, NULL, 10) : param->shape[0];
+  if (d->tie_max <= 0) return MF_OK;
+  /* room for either layout: cutting the tied range out adds at most two buckets */
+  bucket *b = realloc(d->b, (size_t)(d->nb + 2) * sizeof *b);
+  if (!b) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  memset(b + d->nb, 0, 2 * sizeof *b);
+  d->b = b;
+  d->tie = i;
+  return MF_OK;
+}
+
+long mf_dp_tied_steps(const mf_dp *d) { return d->tie_steps; }
+
+/* the tie's buffers for B*T rows of C (allocated at the first step, again only if B*T grows) */
+static mf_status tie_buffers(mf_dp *d, size_t BT, int C) {
+  if (BT <= d->tie_cap && C == d->tie_C) return MF_OK;
+  const mf_backend *be = d->be;
+  be->free(d->rows), be->free(d->rows_all), be->free(d->ids), be->free(d->ids_all);
+  size_t rb = BT * (size_t)C * d->es, ib = BT * sizeof(int32_t), R = (size_t)d->size;
+  d->rows = be->alloc(rb), d->rows_all = be->alloc(rb * R);
+  d->ids = be->alloc(ib), d->ids_all = be->alloc(ib * R);
+  d->tie_cap = d->rows && d->rows_all && d->ids && d->ids_all ? BT : 0;
+  d->tie_C = C;
+  if (!d->tie_cap)
+    return MF_ERR(MF_ERR_NOMEM, "out of %s memory for the tied embedding's rows (%.1f MiB)", be->name,
+                  (double)(rb + ib) * (R + 1) / (1 << 20));
+  return MF_OK;
+}
+
 mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_mb, int zero,
                        const mf_backend *be) {
   mf_dp *d = calloc(1, sizeof *d);
@@ -114,6 +203,8 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_m
   if (bs == 0) bs = quantum;
   d->nb = (int)((numel + bs - 1) / bs);
   if (d->nb == 0) d->nb = 1;
+  d->bs = bs;
+  d->tie = d->tie_node = -1;
   d->b = calloc((size_t)d->nb, sizeof *d->b);
   d->uses = calloc((size_t)ps->n, sizeof *d->uses);
   d->pb0 = calloc((size_t)ps->n, sizeof *d->pb0);
@@ -160,13 +251,7 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_m
       return MF_ERR(MF_ERR_NOMEM, "out of memory for the gradient reduction buffer");
     }
   }
-  for (int i = 0; i < ps->n; i++) {
-    size_t a = ps->p[i].offset, e = a + (size_t)mf_numel(&ps->p[i].t);
-    /* bucket k covers [numel - (k+1) bs, numel - k bs) */
-    d->pb0[i] = (int)((numel - e) / bs);
-    d->pb1[i] = (int)((numel - a - 1) / bs);
-    if (d->pb1[i] >= d->nb) d->pb1[i] = d->nb - 1;
-  }
+  map_params(d);
   d->next = d->done = d->nb; /* nothing in flight */
   /* MF_DP_PROGRESS_US: the progress thread's period (0: no thread) */
   const char *e = getenv("MF_DP_PROGRESS_US");
@@ -200,6 +285,7 @@ void mf_dp_free(mf_dp *d) {
   free(d->pb0);
   free(d->pb1);
   free(d->ranges);
+  d->be->free(d->rows), d->be->free(d->rows_all), d->be->free(d->ids), d->be->free(d->ids_all);
   if (d->recv) d->be->free(d->recv);
   if (d->shard) d->be->free(d->shard);
   if (d->stage) d->be->free(d->stage);
@@ -285,6 +371,31 @@ mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
         if (i >= 0) d->uses[i]++;
       }
   }
+  /* the tied weight: final after its other uses (the LM head, first in backward); the
+   * embedding's rows come after the reduction (mf_dp_finish). Worth it while all ranks'
+   * rows (B*T*ranks of them, all-gathered) are at most half the all-reduce of the weight's
+   * V rows (about 2V; tie_max = V): for a small batch per rank or few ranks. The same
+   * choice on every rank (B and T are). */
+  d->tie_node = -1;
+  const mf_param *tp = d->tie >= 0 ? &d->ps->p[d->tie] : NULL;
+  for (int j = 0; tp && tp->t.requires_grad && j < n; j++) {
+    const mf_node *nd = mf_ctx_node(c, j);
+    if (nd->op != MF_OP_encoder || nd->in[1] != &tp->t) continue;
+    const mf_encoder_params *p = &nd->p.encoder;
+    if ((int64_t)p->B * p->T * d->size > d->tie_max) break;
+    MF_TRY(tie_buffers(d, (size_t)p->B * p->T, p->C));
+    d->be->copy(d->ids, nd->in[0]->data, (size_t)p->B * p->T * sizeof(int32_t));
+    mf_ctx_defer_rows(c, nd->in[1], d->rows);
+    d->tie_node = j;
+    d->tie_B = p->B;
+    d->tie_T = p->T;
+    d->uses[d->tie]--;
+    break;
+  }
+  if ((d->tie_node >= 0) != d->tie_first) {
+    layout(d, d->tie_node >= 0);
+    for (int k = 0; k < d->nb; k++) d->b[k].pending = 0;
+  }
   for (int i = 0; i < d->ps->n; i++)
     if (d->uses[i] > 0)
       for (int b = d->pb0[i]; b <= d->pb1[i]; b++) d->b[b].pending++;
@@ -303,6 +414,19 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
       MF_TRY(mf_comm_wait(&d->b[d->done].req));
       d->done++;
     }
+  }
+  if (d->tie_node >= 0) { /* after every bucket: collectives go in the same order on all ranks */
+    if (c) mf_ctx_defer_rows(c, NULL, NULL);
+    d->tie_node = -1;
+    size_t BT = (size_t)d->tie_B * d->tie_T, C = (size_t)d->tie_C;
+    MF_TRY(mf_comm_allgather(d->comm, d->rows, d->rows_all, BT * C, d->cdt));
+    MF_TRY(mf_comm_allgather(d->comm, d->ids, d->ids_all, BT, MF_C_I32));
+    /* in rank order, so every rank adds the same numbers in the same order */
+    float *dst = at(d, d->recv, d->ps->p[d->tie].offset);
+    for (int r = 0; r < d->size; r++)
+      d->be->encoder_backward(dst, NULL, (const float *)((const char *)d->rows_all + r * BT * C * d->es),
+                              d->ids_all + r * BT, d->tie_B, d->tie_T, (int)C);
+    d->tie_steps++;
   }
   set_busy(d, 0);
   d->exposed_s += mf_comm_now() - t0;

@@ -10,9 +10,11 @@
  * while it is in cache), and tests the ones in flight. MPI moves data only inside MPI
  * calls, so a progress thread pokes it every MF_DP_PROGRESS_US (200 us; 0: no thread)
  * while buckets are in flight, during long kernels too (MPI_THREAD_SERIALIZED). Tied
- * weights (wte, used by the embedding and the LM head) are final only when the
- * embedding's node has run, at the very end. mf_dp_finish launches what is left and
- * waits.
+ * weights (wte, used by the LM head and the embedding) would be final only when the
+ * embedding's node has run, at the very end, and they are most of a small GPT's gradient:
+ * mf_dp_tie_early puts their buckets first and makes the embedding defer its rows, so they
+ * are reduced during the rest of backward, and the rows (each rank's B*T x C, all-gathered)
+ * are added to the reduced sum afterwards. mf_dp_finish launches what is left and waits.
  *
  * Reductions sum: the loss seed already divides by the global batch, so the sum is the
  * mean gradient over all ranks, the same on every rank.
@@ -37,6 +39,15 @@ typedef struct mf_dp mf_dp;
 mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *dp, float bucket_mb, int zero,
                        const struct mf_backend *be);
 void mf_dp_free(mf_dp *d);
+/* Plain overlapped DP with more than one rank (else a no-op): param, a weight [V, C] the LM
+ * head and the embedding (MF_OP_encoder) share, is reduced first, as soon as the LM head's
+ * backward has run; the embedding's contribution is added after the reduction, the same
+ * on every rank. Each step whose B*T*ranks is at most V (the all-gathered rows at most
+ * half the weight's all-reduce); other steps keep the plain order. MF_DP_TIE_EARLY=N sets
+ * that bound to N rows instead of V (0: off, to measure it). Before the first arm. */
+mf_status mf_dp_tie_early(mf_dp *d, const mf_tensor *param);
+/* Steps whose embedding rows were added after the reduction (tests). */
+long mf_dp_tied_steps(const mf_dp *d);
 /* Before the backward pass that completes the gradients. */
 mf_status mf_dp_arm(mf_dp *d, mf_ctx *c);
 /* After it (c: the context armed, or NULL). */

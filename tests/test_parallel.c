@@ -145,6 +145,14 @@ static void run_layout(const result *ref, int tp, int zero, float bucket_mb, con
   mf_status st = train(&par, zero, bucket_mb, loss, &g, &opt, &dist);
   CHECKF(st == MF_OK, "%s: %s", name, mf_error_message());
   if (st != MF_OK) exit(mf_test_report("test_parallel"));
+  /* plain overlapped DP reduces the tied wte first and adds the embedding's rows after
+   * (mf_dp_tie_early): every step; ZeRO, TP's vocabulary-parallel embedding, one rank: never */
+  long tied = dist.dp ? mf_dp_tied_steps(dist.dp) : 0;
+  const char *bound = getenv("MF_DP_TIE_EARLY"); /* the most rows (B*T*ranks) tied early */
+  long rows = (long)B * T * par.dp_size;
+  int want_tied = !zero && bucket_mb > 0 && tp == 1 && par.dp_size > 1 && (!bound || atol(bound) >= rows);
+  CHECKF(tied == (want_tied ? STEPS : 0), "%s: %ld steps with the tied embedding reduced early (want %d)", name, tied,
+         want_tied ? STEPS : 0);
 
   double lerr = 0;
   for (int s = 0; s < STEPS; s++) lerr = fmax(lerr, fabs(loss[s] - ref->loss[s]) / fabs(ref->loss[s]));
@@ -275,6 +283,9 @@ int main(void) {
     run_layout(&ref, 1, 1, bucket, "zero1-one-rank");
   } else if (n == 2) {
     run_layout(&ref, 1, 0, bucket, "dp2-overlapped");
+    setenv("MF_DP_TIE_EARLY", "63", 1); /* 2 x 16 x 2 rows: over the bound, the plain order */
+    run_layout(&ref, 1, 0, bucket, "dp2-overlapped-untied");
+    unsetenv("MF_DP_TIE_EARLY");
     run_layout(&ref, 1, 0, 0, "dp2-after-backward");
     run_layout(&ref, 1, 1, bucket, "dp2-zero1");
     run_layout(&ref, 2, 0, bucket, "tp2");

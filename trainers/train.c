@@ -684,6 +684,7 @@ mf_status mf_dist_init(mf_dist *d, mf_par *par, mf_gpt *g, const mf_parallel_cfg
     d->norm_w[i] = g->whole[i].split == MF_SPLIT_NONE && par->tp_size > 1 ? 1.0 / par->tp_size : 1.0;
   if (par->dp_size > 1 || pc->zero) {
     mf_status st = mf_dp_create(&d->dp, &g->params, par->dp, pc->bucket_mb, pc->zero, be);
+    if (st == MF_OK) st = mf_dp_tie_early(d->dp, g->wte); /* wte: the LM head's weight too */
     if (st != MF_OK) return st;
   }
   if (!d->dp) return mf_adamw_init(opt, g->params.numel);
@@ -841,8 +842,8 @@ static mf_status loop(run *r) {
     mf_dp_stats(r->dist.dp, &exposed, &hook, &n);
     if (n > 0)
       printf("data parallel: %.1f ms/step waiting for gradient reductions after backward, %.1f ms/step "
-             "launching and progressing them during backward (rank 0, %ld steps)\n", exposed * 1e3 / n,
-             hook * 1e3 / n, n);
+             "launching and progressing them during backward (rank 0, %ld steps; the tied embedding "
+             "reduced first on %ld)\n", exposed * 1e3 / n, hook * 1e3 / n, n, mf_dp_tied_steps(r->dist.dp));
   }
 out:
   signal(SIGINT, SIG_DFL);

@@ -67,15 +67,24 @@ same_norms cpu one 1e-4
 # precision: bf16 (bf16 gradients reduced as bf16: NCCL's ncclBfloat16, an fp32-adding
 # MPI_Op on the staged path): DP and ZeRO-1 agree with each other exactly, and with one
 # process to bf16 accuracy (one process accumulates its micro-batches in bf16; seen: losses
-# 5e-6, norms 5e-5 apart)
+# 5e-6, norms 5e-5 apart; with the tied rows added after the reduction 7e-6 and 3.5e-4).
+# Plain DP reduces the tied wte first and adds each rank's embedding
+# rows (all-gathered as bf16) after it (parallel/dp.c, mf_dp_tie_early), in another order
+# than ZeRO-1, so the exact comparison is with that turned off (MF_DP_TIE_EARLY=0)
 emu one_bf 1 --set precision=bf16
 emu dp2_bf 2 --set precision=bf16 --set parallel.bucket_mb=0.5
+MF_DP_TIE_EARLY=0 emu dp2_bf_untied 2 --set precision=bf16 --set parallel.bucket_mb=0.5
+grep -q 'tied embedding reduced first on 3)' "$TMP/dp2_bf.log" && grep -q 'reduced first on 0)' "$TMP/dp2_bf_untied.log" &&
+  ok || bad "dp2_bf: the tied embedding not reduced first on every step (or on some with MF_DP_TIE_EARLY=0): $(
+    grep -h '^data parallel' "$TMP/dp2_bf.log" "$TMP/dp2_bf_untied.log")"
 emu zero_bf 2 --set precision=bf16 --set parallel.zero=1
 same_losses one_bf dp2_bf 1 3
 same_norms one_bf dp2_bf 1e-3
-same_losses dp2_bf zero_bf 1 3
-same_norms dp2_bf zero_bf 1e-7
-same_params dp2_bf zero_bf --optim
+same_losses one_bf dp2_bf_untied 1 3
+same_norms one_bf dp2_bf_untied 1e-3
+same_losses dp2_bf_untied zero_bf 1 3
+same_norms dp2_bf_untied zero_bf 1e-7
+same_params dp2_bf_untied zero_bf --optim
 
 # tensor parallelism on the device. The row-parallel sums run in another order than one
 # process's, and AdamW's first steps (about lr x sign(g)) would turn that round-off in
