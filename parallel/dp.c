@@ -16,6 +16,7 @@ typedef struct bucket {
   size_t state;      /* ZeRO: where this rank's piece sits in the shard buffers */
   int staged;        /* ZeRO: size * P != hi - lo, goes through the staging buffer */
   int pending;       /* parameters overlapping it whose gradient is not final yet */
+  int tied;          /* inside the tied weight's range (mf_dp_tie_early) */
   mf_comm_req req;
 } bucket;
 
@@ -28,12 +29,12 @@ struct mf_dp {
   int zero, overlap, rank, size;
   int nb;
   size_t bs;         /* bucket length, elements */
-  bucket *b;         /* b[0]: the highest offsets, finished first by backward (after the
-                        tied weight's, mf_dp_tie_early) */
+  bucket *b;         /* b[0]: the highest offsets, finished first by backward */
+  int *ord;          /* the order buckets go in this step: b[ord[0]] first (mf_dp_arm) */
   int *uses;         /* per parameter: tape nodes left to visit that use it */
   int *pb0, *pb1;    /* per parameter: the buckets it overlaps, b[pb0] .. b[pb1] */
-  int next;          /* next bucket to launch */
-  int done;          /* buckets waited for */
+  int next;          /* next bucket to launch: b[ord[next]] */
+  int done;          /* buckets waited for: b[ord[0]] .. b[ord[done - 1]] */
   int armed;
   /* gradient buffers hold the act dtype: typed float *, offset with at() */
   float *recv;       /* plain: where buckets are reduced to (out of place: MPI's non-blocking
@@ -47,7 +48,7 @@ struct mf_dp {
    * defers its rows this step (-1: none), and the rows: this rank's [B*T, C] (act) and
    * token ids [B*T], then every rank's, all-gathered after the buckets */
   int tie, tie_node, tie_B, tie_T, tie_C;
-  int tie_first;     /* the buckets' layout: the tied weight's first */
+  size_t tie_lo, tie_hi; /* its flat range: buckets are cut at both ends */
   int64_t tie_max;   /* the most rows (B*T*ranks) a step ties early */
   size_t tie_cap;    /* B*T the buffers hold */
   void *rows, *rows_all;
@@ -122,48 +123,106 @@ static void map_params(mf_dp *d) {
   }
 }
 
+static int param_index(const mf_dp *d, const mf_tensor *t);
+
 /* buckets of at most bs over [lo, hi), from hi down, at d->b[*k] on */
-static void cut(mf_dp *d, size_t lo, size_t hi, int *k) {
+static void cut(mf_dp *d, size_t lo, size_t hi, size_t bs, int tied, int *k) {
   for (size_t h = hi; h > lo; (*k)++) {
-    size_t l = h - lo > d->bs ? h - d->bs : lo;
-    d->b[*k].lo = l;
-    d->b[*k].hi = h;
+    size_t l = h - lo > bs ? h - bs : lo;
+    d->b[*k] = (bucket){.lo = l, .hi = h, .tied = tied};
     h = l;
   }
 }
 
-static int param_index(const mf_dp *d, const mf_tensor *t);
+static size_t round_up(size_t x, size_t q) { return (x + q - 1) / q * q; }
 
-/* the buckets: from the top down (the order backward finishes the parameters in), or with
- * the tied weight's range first (mf_dp_tie_early) */
-static void layout(mf_dp *d, int tie_first) {
+/* ZeRO-1: each bucket's pieces (P, a multiple of 16 elements, and of the tied weight's
+ * rows in its buckets, so each rank's piece of it is whole rows: mf_dp_finish adds the
+ * embedding's rows into it), where this rank's piece sits in the shard (state), the
+ * staging buffer for buckets that do not split evenly, and the ranges AdamW updates. */
+static mf_status plan_shard(mf_dp *d) {
+  size_t state = 0, stage_n = 0, S = (size_t)d->size;
+  size_t row_q = d->tie >= 0 ? d->ps->p[d->tie].t.shape[1] : 1;
+  for (int k = 0; k < d->nb; k++) {
+    bucket *b = &d->b[k];
+    size_t len = b->hi - b->lo, q = 16;
+    if (b->tied)
+      while (q % row_q) q += 16; /* lcm(16, C) */
+    b->P = round_up((len + S - 1) / S, q);
+    b->staged = b->P * S != len;
+    if (b->staged && b->P * S > stage_n) stage_n = b->P * S;
+    b->state = state;
+    state += b->P;
+  }
+  /* the pieces this rank updates, by increasing offset (buckets run downwards) */
+  d->nranges = 0;
+  for (int k = d->nb - 1; k >= 0; k--) {
+    bucket *b = &d->b[k];
+    size_t lo = b->lo + (size_t)d->rank * b->P, hi = lo + b->P;
+    if (hi > b->hi) hi = b->hi;
+    if (lo < hi) d->ranges[d->nranges++] = (mf_adamw_range){lo, hi, b->state};
+  }
+  if (d->shard) d->be->free(d->shard);
+  if (d->stage) d->be->free(d->stage);
+  d->stage = NULL;
+  d->stage_n = stage_n;
+  d->shard = d->be->alloc(state * d->es + 64);
+  if (stage_n) d->stage = d->be->alloc(stage_n * sizeof(float));
+  if (!d->shard || (stage_n && !d->stage)) return MF_ERR(MF_ERR_NOMEM, "out of memory for the ZeRO-1 gradient shard");
+  d->be->memset0(d->shard, state * d->es);
+  return MF_OK;
+}
+
+/* the buckets, from the top down (the order backward finishes the parameters in): of at
+ * most bs elements, cut at both ends of the tied weight's range (mf_dp_tie_early), so its
+ * buckets can go first; under ZeRO-1 its buckets split into whole rows per rank */
+static mf_status layout(mf_dp *d) {
   size_t n = d->ps->numel;
   d->nb = 0;
-  if (tie_first) {
-    size_t a = d->ps->p[d->tie].offset, z = a + (size_t)mf_numel(&d->ps->p[d->tie].t);
-    cut(d, a, z, &d->nb);
-    cut(d, z, n, &d->nb);
-    cut(d, 0, a, &d->nb);
+  if (d->tie >= 0) {
+    size_t bw = d->bs;
+    if (d->zero) { /* whole rows per rank: a multiple of size * lcm(16, C) */
+      size_t q = 16, C = d->ps->p[d->tie].t.shape[1];
+      while (q % C) q += 16;
+      bw = round_up(bw, q * (size_t)d->size);
+    }
+    cut(d, d->tie_hi, n, d->bs, 0, &d->nb);
+    cut(d, d->tie_lo, d->tie_hi, bw, 1, &d->nb);
+    cut(d, 0, d->tie_lo, d->bs, 0, &d->nb);
   } else {
-    cut(d, 0, n, &d->nb);
+    cut(d, 0, n, d->bs, 0, &d->nb);
   }
-  d->tie_first = tie_first;
+  if (d->nb == 0) d->b[d->nb++] = (bucket){0}; /* no parameters: one empty bucket */
+  for (int k = 0; k < d->nb; k++) d->ord[k] = k;
   map_params(d);
+  if (d->zero) return plan_shard(d);
+  d->ranges[0] = (mf_adamw_range){0, n, 0};
+  d->nranges = 1;
+  return MF_OK;
 }
 
 mf_status mf_dp_tie_early(mf_dp *d, const mf_tensor *param) {
   const char *e = getenv("MF_DP_TIE_EARLY");
   int i = param_index(d, param);
-  if (d->zero || !d->overlap || d->size < 2 || i < 0) return MF_OK;
-  d->tie_max = e && *e ? strtoll(e, NULL, 10) : param->shape[0];
+  if (!d->overlap || d->size < 2 || i < 0 || param->ndim != 2) return MF_OK;
+  /* the all-gathered rows at most half the weight's reduction: an all-reduce moves about
+   * 2V rows per rank, a reduce-scatter V */
+  d->tie_max = e && *e ? strtoll(e, NULL, 10) : d->zero ? param->shape[0] / 2 : param->shape[0];
   if (d->tie_max <= 0) return MF_OK;
-  /* room for either layout: cutting the tied range out adds at most two buckets */
-  bucket *b = realloc(d->b, (size_t)(d->nb + 2) * sizeof *b);
-  if (!b) return MF_ERR(MF_ERR_NOMEM, "out of memory");
-  memset(b + d->nb, 0, 2 * sizeof *b);
-  d->b = b;
+  /* cutting the tied range out adds at most two buckets (ZeRO's longer ones for it only
+   * make fewer) */
+  int cap = d->nb + 2;
+  bucket *b = realloc(d->b, (size_t)cap * sizeof *b);
+  if (b) d->b = b;
+  int *o = b ? realloc(d->ord, (size_t)cap * sizeof *o) : NULL;
+  if (o) d->ord = o;
+  mf_adamw_range *r = o ? realloc(d->ranges, (size_t)cap * sizeof *r) : NULL;
+  if (!r) return MF_ERR(MF_ERR_NOMEM, "out of memory");
+  d->ranges = r;
   d->tie = i;
-  return MF_OK;
+  d->tie_lo = d->ps->p[i].offset;
+  d->tie_hi = d->tie_lo + (size_t)mf_numel(param);
+  return layout(d);
 }
 
 long mf_dp_tied_steps(const mf_dp *d) { return d->tie_steps; }
@@ -201,57 +260,26 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_m
   size_t bs = d->overlap ? (size_t)((double)bucket_mb * (1 << 20) / sizeof(float)) : numel;
   bs = (bs + quantum - 1) / quantum * quantum;
   if (bs == 0) bs = quantum;
-  d->nb = (int)((numel + bs - 1) / bs);
-  if (d->nb == 0) d->nb = 1;
+  int cap = (int)((numel + bs - 1) / bs);
+  if (cap == 0) cap = 1;
   d->bs = bs;
   d->tie = d->tie_node = -1;
-  d->b = calloc((size_t)d->nb, sizeof *d->b);
+  d->b = calloc((size_t)cap, sizeof *d->b);
+  d->ord = calloc((size_t)cap, sizeof *d->ord);
   d->uses = calloc((size_t)ps->n, sizeof *d->uses);
   d->pb0 = calloc((size_t)ps->n, sizeof *d->pb0);
   d->pb1 = calloc((size_t)ps->n, sizeof *d->pb1);
-  d->ranges = calloc((size_t)d->nb, sizeof *d->ranges);
-  if (!d->b || !d->uses || !d->pb0 || !d->pb1 || !d->ranges) {
-    mf_dp_free(d);
-    return MF_ERR(MF_ERR_NOMEM, "out of memory");
-  }
-  size_t state = 0;
-  for (int k = 0; k < d->nb; k++) {
-    bucket *b = &d->b[k];
-    b->hi = numel - (size_t)k * bs;
-    b->lo = b->hi > bs ? b->hi - bs : 0;
-    size_t len = b->hi - b->lo;
-    b->P = (len + (size_t)d->size - 1) / (size_t)d->size;
-    b->P = (b->P + 15) & ~(size_t)15;
-    b->staged = b->P * (size_t)d->size != len;
-    if (b->staged && b->P * (size_t)d->size > d->stage_n) d->stage_n = b->P * (size_t)d->size;
-    b->state = state;
-    state += b->P;
-  }
-  /* the pieces this rank updates, by increasing offset (buckets run downwards) */
-  if (zero) {
-    for (int k = d->nb - 1; k >= 0; k--) {
-      bucket *b = &d->b[k];
-      size_t lo = b->lo + (size_t)d->rank * b->P, hi = lo + b->P;
-      if (hi > b->hi) hi = b->hi;
-      if (lo < hi) d->ranges[d->nranges++] = (mf_adamw_range){lo, hi, b->state};
-    }
-    d->shard = be->alloc(state * d->es + 64);
-    if (d->stage_n) d->stage = be->alloc(d->stage_n * sizeof(float));
-    if (!d->shard || (d->stage_n && !d->stage)) {
-      mf_dp_free(d);
-      return MF_ERR(MF_ERR_NOMEM, "out of memory for the ZeRO-1 gradient shard");
-    }
-    be->memset0(d->shard, state * d->es);
-  } else {
-    d->ranges[0] = (mf_adamw_range){0, numel, 0};
-    d->nranges = 1;
+  d->ranges = calloc((size_t)cap, sizeof *d->ranges);
+  mf_status st = d->b && d->ord && d->uses && d->pb0 && d->pb1 && d->ranges ? MF_OK : MF_ERR(MF_ERR_NOMEM, "out of memory");
+  if (st == MF_OK) st = layout(d);
+  if (st == MF_OK && !zero) {
     d->recv = be->alloc(numel * d->es + 64);
-    if (!d->recv) {
-      mf_dp_free(d);
-      return MF_ERR(MF_ERR_NOMEM, "out of memory for the gradient reduction buffer");
-    }
+    if (!d->recv) st = MF_ERR(MF_ERR_NOMEM, "out of memory for the gradient reduction buffer");
   }
-  map_params(d);
+  if (st != MF_OK) {
+    mf_dp_free(d);
+    return st;
+  }
   d->next = d->done = d->nb; /* nothing in flight */
   /* MF_DP_PROGRESS_US: the progress thread's period (0: no thread) */
   const char *e = getenv("MF_DP_PROGRESS_US");
@@ -281,6 +309,7 @@ void mf_dp_free(mf_dp *d) {
     pthread_cond_destroy(&d->cv);
   }
   free(d->b);
+  free(d->ord);
   free(d->uses);
   free(d->pb0);
   free(d->pb1);
@@ -311,7 +340,7 @@ static mf_status launch(mf_dp *d, int k) {
 static mf_status progress(mf_dp *d) {
   while (d->done < d->next) {
     int ok = 0;
-    MF_TRY(mf_comm_test(&d->b[d->done].req, &ok));
+    MF_TRY(mf_comm_test(&d->b[d->ord[d->done]].req, &ok));
     if (!ok) break;
     d->done++;
   }
@@ -319,14 +348,14 @@ static mf_status progress(mf_dp *d) {
   return MF_OK;
 }
 
-/* Launches ready buckets in order (the same on every rank), at most INFLIGHT at a time: a
+/* Launches ready buckets in this step's order (the same on every rank), at most INFLIGHT at a time: a
  * bucket is reduced while it is still in cache, and many collectives in flight only take
  * turns at the same cores. all: every gradient is final. */
 #define INFLIGHT 2
 static mf_status pump(mf_dp *d, int all) {
   MF_TRY(progress(d));
-  while (d->next < d->nb && d->next - d->done < INFLIGHT && (all || d->b[d->next].pending == 0)) {
-    MF_TRY(launch(d, d->next));
+  while (d->next < d->nb && d->next - d->done < INFLIGHT && (all || d->b[d->ord[d->next]].pending == 0)) {
+    MF_TRY(launch(d, d->ord[d->next]));
     d->next++;
     MF_TRY(progress(d));
   }
@@ -359,7 +388,10 @@ static mf_status hook(void *user, mf_ctx *c, int index, const mf_node *nd) {
 mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
   d->next = d->done = 0;
   d->armed = 1;
-  for (int k = 0; k < d->nb; k++) d->b[k].pending = 0;
+  for (int k = 0; k < d->nb; k++) {
+    d->b[k].pending = 0;
+    d->ord[k] = k;
+  }
   if (!d->overlap || !c) return MF_OK;
   memset(d->uses, 0, (size_t)d->ps->n * sizeof *d->uses);
   int n = mf_ctx_nodes(c);
@@ -373,9 +405,9 @@ mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
   }
   /* the tied weight: final after its other uses (the LM head, first in backward); the
    * embedding's rows come after the reduction (mf_dp_finish). Worth it while all ranks'
-   * rows (B*T*ranks of them, all-gathered) are at most half the all-reduce of the weight's
-   * V rows (about 2V; tie_max = V): for a small batch per rank or few ranks. The same
-   * choice on every rank (B and T are). */
+   * rows (B*T*ranks of them, all-gathered) are at most half the weight's reduction
+   * (tie_max): for a small batch per rank or few ranks. The same choice on every rank (B
+   * and T are). */
   d->tie_node = -1;
   const mf_param *tp = d->tie >= 0 ? &d->ps->p[d->tie] : NULL;
   for (int j = 0; tp && tp->t.requires_grad && j < n; j++) {
@@ -392,9 +424,12 @@ mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
     d->uses[d->tie]--;
     break;
   }
-  if ((d->tie_node >= 0) != d->tie_first) {
-    layout(d, d->tie_node >= 0);
-    for (int k = 0; k < d->nb; k++) d->b[k].pending = 0;
+  if (d->tie_node >= 0) { /* its buckets first, then the rest from the top down */
+    int m = 0;
+    for (int k = 0; k < d->nb; k++)
+      if (d->b[k].tied) d->ord[m++] = k;
+    for (int k = 0; k < d->nb; k++)
+      if (!d->b[k].tied) d->ord[m++] = k;
   }
   for (int i = 0; i < d->ps->n; i++)
     if (d->uses[i] > 0)
@@ -406,12 +441,15 @@ mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
 mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
   double t0 = mf_comm_now();
   if (c) mf_ctx_set_backward_hook(c, NULL, NULL);
-  if (!d->armed) d->next = d->done = 0;
+  if (!d->armed) {
+    d->next = d->done = 0;
+    for (int k = 0; k < d->nb; k++) d->ord[k] = k;
+  }
   d->armed = 0;
   while (d->done < d->nb) {
     MF_TRY(pump(d, 1));
     if (d->done < d->next) {
-      MF_TRY(mf_comm_wait(&d->b[d->done].req));
+      MF_TRY(mf_comm_wait(&d->b[d->ord[d->done]].req));
       d->done++;
     }
   }
@@ -422,10 +460,22 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
     MF_TRY(mf_comm_allgather(d->comm, d->rows, d->rows_all, BT * C, d->cdt));
     MF_TRY(mf_comm_allgather(d->comm, d->ids, d->ids_all, BT, MF_C_I32));
     /* in rank order, so every rank adds the same numbers in the same order */
-    float *dst = at(d, d->recv, d->ps->p[d->tie].offset);
-    for (int r = 0; r < d->size; r++)
-      d->be->encoder_backward(dst, NULL, (const float *)((const char *)d->rows_all + r * BT * C * d->es),
-                              d->ids_all + r * BT, d->tie_B, d->tie_T, (int)C);
+    for (int r = 0; r < d->size; r++) {
+      const float *rows = (const float *)((const char *)d->rows_all + r * BT * C * d->es);
+      const int32_t *ids = d->ids_all + r * BT;
+      if (!d->zero) {
+        d->be->encoder_backward(at(d, d->recv, d->tie_lo), NULL, rows, ids, d->tie_B, d->tie_T, (int)C);
+        continue;
+      }
+      /* ZeRO-1: into this rank's pieces of the weight, whole rows each (plan_shard) */
+      for (int k = 0; k < d->nb; k++) {
+        const bucket *b = &d->b[k];
+        size_t lo = b->lo + (size_t)d->rank * b->P, hi = lo + b->P < b->hi ? lo + b->P : b->hi;
+        if (!b->tied || lo >= hi) continue;
+        d->be->tp_embed_backward(at(d, d->shard, b->state), NULL, rows, ids, d->tie_B, d->tie_T, (int)C,
+                                 (int)((lo - d->tie_lo) / C), (int)((hi - lo) / C));
+      }
+    }
     d->tie_steps++;
   }
   set_busy(d, 0);

@@ -14,7 +14,7 @@
  * embedding's node has run, at the very end, and they are most of a small GPT's gradient:
  * mf_dp_tie_early puts their buckets first and makes the embedding defer its rows, so they
  * are reduced during the rest of backward, and the rows (each rank's B*T x C, all-gathered)
- * are added to the reduced sum afterwards. mf_dp_finish launches what is left and waits.
+ * are added to the reduced sum (ZeRO-1: to this rank's pieces) afterwards. mf_dp_finish launches what is left and waits.
  *
  * Reductions sum: the loss seed already divides by the global batch, so the sum is the
  * mean gradient over all ranks, the same on every rank.
@@ -39,12 +39,14 @@ typedef struct mf_dp mf_dp;
 mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *dp, float bucket_mb, int zero,
                        const struct mf_backend *be);
 void mf_dp_free(mf_dp *d);
-/* Plain overlapped DP with more than one rank (else a no-op): param, a weight [V, C] the LM
- * head and the embedding (MF_OP_encoder) share, is reduced first, as soon as the LM head's
- * backward has run; the embedding's contribution is added after the reduction, the same
- * on every rank. Each step whose B*T*ranks is at most V (the all-gathered rows at most
- * half the weight's all-reduce); other steps keep the plain order. MF_DP_TIE_EARLY=N sets
- * that bound to N rows instead of V (0: off, to measure it). Before the first arm. */
+/* Overlapped DP (plain or ZeRO-1) with more than one rank (else a no-op): param, a weight
+ * [V, C] the LM head and the embedding (MF_OP_encoder) share, gets buckets of its own
+ * (under ZeRO-1 each rank's piece of it is whole rows), which go first, as soon as the LM
+ * head's backward has run; the embedding's contribution is added after the reduction,
+ * the same on every rank. Each step whose B*T*ranks is at most V (ZeRO-1: V/2; the
+ * all-gathered rows at most half the weight's reduction); other steps keep the plain
+ * order. MF_DP_TIE_EARLY=N sets that bound to N rows (0: off, to measure it). Right after
+ * mf_dp_create: it sets the buckets (mf_dp_buckets, mf_dp_ranges). */
 mf_status mf_dp_tie_early(mf_dp *d, const mf_tensor *param);
 /* Steps whose embedding rows were added after the reduction (tests). */
 long mf_dp_tied_steps(const mf_dp *d);

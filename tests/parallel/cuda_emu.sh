@@ -46,9 +46,10 @@ same_norms() {
 emu one 1
 "$MF" train "$CFG" --set run.dir="$TMP/cpu" --set data.dir="$DATA" "${small[@]}" >"$TMP/cpu.log" 2>&1 ||
   bad "CPU run: $(tail -3 "$TMP/cpu.log")"
+# 13 buckets of 0.5 MiB, cut at both ends of the tied wte (mf_dp_tie_early): 14
 emu dp2 2 --set parallel.bucket_mb=0.5
-grep -q 'data parallel 2 x tensor parallel 1; overlapped, 13 gradient buckets' "$TMP/dp2.log" && ok ||
-  bad "dp2: not 13 overlapped buckets: $(grep '^parallel:' "$TMP/dp2.log")"
+grep -q 'data parallel 2 x tensor parallel 1; overlapped, 14 gradient buckets' "$TMP/dp2.log" && ok ||
+  bad "dp2: not 14 overlapped buckets: $(grep '^parallel:' "$TMP/dp2.log")"
 grep -q "gradients over $kind" "$TMP/dp2.log" && ok || bad "dp2: gradients not over the $kind communicator"
 same_losses one dp2 1 3
 same_norms one dp2
@@ -68,23 +69,25 @@ same_norms cpu one 1e-4
 # MPI_Op on the staged path): DP and ZeRO-1 agree with each other exactly, and with one
 # process to bf16 accuracy (one process accumulates its micro-batches in bf16; seen: losses
 # 5e-6, norms 5e-5 apart; with the tied rows added after the reduction 7e-6 and 3.5e-4).
-# Plain DP reduces the tied wte first and adds each rank's embedding
-# rows (all-gathered as bf16) after it (parallel/dp.c, mf_dp_tie_early), in another order
-# than ZeRO-1, so the exact comparison is with that turned off (MF_DP_TIE_EARLY=0)
+# Both reduce the tied wte first and add each rank's embedding rows (all-gathered as bf16)
+# after it, in rank order (parallel/dp.c, mf_dp_tie_early; ZeRO-1 into each rank's
+# whole-row pieces); MF_DP_TIE_EARLY=0 turns that off, and plain DP then matches one
+# process too
 emu one_bf 1 --set precision=bf16
 emu dp2_bf 2 --set precision=bf16 --set parallel.bucket_mb=0.5
 MF_DP_TIE_EARLY=0 emu dp2_bf_untied 2 --set precision=bf16 --set parallel.bucket_mb=0.5
-grep -q 'tied embedding reduced first on 3)' "$TMP/dp2_bf.log" && grep -q 'reduced first on 0)' "$TMP/dp2_bf_untied.log" &&
-  ok || bad "dp2_bf: the tied embedding not reduced first on every step (or on some with MF_DP_TIE_EARLY=0): $(
-    grep -h '^data parallel' "$TMP/dp2_bf.log" "$TMP/dp2_bf_untied.log")"
 emu zero_bf 2 --set precision=bf16 --set parallel.zero=1
+grep -q 'tied embedding reduced first on 3)' "$TMP/dp2_bf.log" && grep -q 'reduced first on 3)' "$TMP/zero_bf.log" &&
+  grep -q 'reduced first on 0)' "$TMP/dp2_bf_untied.log" && ok ||
+  bad "dp2_bf, zero_bf: the tied embedding not reduced first on every step (or on some with MF_DP_TIE_EARLY=0): $(
+    grep -h '^data parallel' "$TMP/dp2_bf.log" "$TMP/zero_bf.log" "$TMP/dp2_bf_untied.log")"
 same_losses one_bf dp2_bf 1 3
 same_norms one_bf dp2_bf 1e-3
 same_losses one_bf dp2_bf_untied 1 3
 same_norms one_bf dp2_bf_untied 1e-3
-same_losses dp2_bf_untied zero_bf 1 3
-same_norms dp2_bf_untied zero_bf 1e-7
-same_params dp2_bf_untied zero_bf --optim
+same_losses dp2_bf zero_bf 1 3
+same_norms dp2_bf zero_bf 1e-7
+same_params dp2_bf zero_bf --optim
 
 # tensor parallelism on the device. The row-parallel sums run in another order than one
 # process's, and AdamW's first steps (about lr x sign(g)) would turn that round-off in
