@@ -138,7 +138,7 @@ mf_status mf_device_select(const mf_config *cfg, const mf_backend **be, char *de
     return MF_ERR(MF_ERR_CONFIG, "tf32: true needs device: cuda (the CPU backend has no TF32 matmuls); set tf32: "
                   "false");
   *be = &mf_backend_cpu;
-  snprintf(desc, (size_t)n, "cpu (%d threads%s%s)", mf_get_threads(),
+  snprintf(desc, (size_t)n, "cpu (%d threads, %s%s%s)", mf_get_threads(), mf_blas_kernels(),
            gpus > 0 ? "; a GPU is present but the model's shape does not suit the CUDA kernels" : "",
            cfg->tf32 ? "; tf32 ignored: no TF32 on the CPU" : "");
   return MF_OK;

@@ -5,5 +5,8 @@
 /* n <= 0: every core. Returns the count in use. */
 int mf_set_threads(int n);
 int mf_get_threads(void);
+/* Which BLAS kernels run, for the start-up lines: "OpenBLAS SkylakeX kernels", with a note
+ * when ours replaced OpenBLAS's generic choice for an unknown CPU (threads.c). */
+const char *mf_blas_kernels(void);
 
 #endif

@@ -23,9 +23,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <cblas.h>
 #include <omp.h>
 
 #include "core/arena.h"
+#include "core/threads.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/ops.h"
@@ -1226,7 +1229,44 @@ static void test_sumsq(void) {
   }
 }
 
-int main(void) {
+/* OpenBLAS's kernels (core/threads.c): on a CPU with AVX2 and FMA they are not its generic
+ * SSE ones (the fallback for a CPU it does not know), and a user's OPENBLAS_CORETYPE is
+ * kept (checked in a child process, this binary with --blas) */
+static void test_blas_kernels(const char *self) {
+  const char *k = mf_blas_kernels();
+  printf("BLAS: %s\n", k);
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* no AVX2, or the user chose the kernels (ours exports the variable only with a note) */
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+      (getenv("OPENBLAS_CORETYPE") && !strstr(k, "it took"))) {
+    mf_test_skips++;
+    return;
+  }
+  static const char *const generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Sandybridge"};
+  int is_generic = 0;
+  for (size_t i = 0; i < sizeof generic / sizeof *generic; i++) is_generic |= strcasecmp(openblas_get_corename(), generic[i]) == 0;
+  CHECKF(!is_generic, "OpenBLAS runs its generic %s kernels on a CPU with AVX2 and FMA", openblas_get_corename());
+  char cmd[4200], out[256] = "";
+  snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Haswell '%s' --blas", self);
+  FILE *f = popen(cmd, "r");
+  CHECK(f != NULL);
+  if (!f) return;
+  if (!fgets(out, sizeof out, f)) out[0] = 0;
+  int rc = pclose(f);
+  CHECKF(rc == 0 && strstr(out, "OpenBLAS Haswell kernels") && !strstr(out, "it took"),
+         "OPENBLAS_CORETYPE=Haswell: the child ran \"%s\" (exit %d)", out, rc);
+#else
+  (void)self;
+  mf_test_skips++;
+#endif
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--blas") == 0) { /* test_blas_kernels' child */
+    printf("%s\n", mf_blas_kernels());
+    return 0;
+  }
+  test_blas_kernels(argv[0]);
   test_vexpf();
   test_encoder();
   test_layernorm();
