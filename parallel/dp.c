@@ -48,6 +48,7 @@ struct mf_dp {
    * defers its rows this step (-1: none), and the rows: this rank's [B*T, C] (act) and
    * token ids [B*T], then every rank's, all-gathered after the buckets */
   int tie, tie_node, tie_B, tie_T, tie_C;
+  int tie_v0, tie_nv;    /* the vocabulary rows the weight holds (tensor parallel: a slice) */
   size_t tie_lo, tie_hi; /* its flat range: buckets are cut at both ends */
   int64_t tie_max;   /* the most rows (B*T*ranks) a step ties early */
   size_t tie_cap;    /* B*T the buffers hold */
@@ -412,15 +413,24 @@ mf_status mf_dp_arm(mf_dp *d, mf_ctx *c) {
   const mf_param *tp = d->tie >= 0 ? &d->ps->p[d->tie] : NULL;
   for (int j = 0; tp && tp->t.requires_grad && j < n; j++) {
     const mf_node *nd = mf_ctx_node(c, j);
-    if (nd->op != MF_OP_encoder || nd->in[1] != &tp->t) continue;
-    const mf_encoder_params *p = &nd->p.encoder;
-    if ((int64_t)p->B * p->T * d->size > d->tie_max) break;
-    MF_TRY(tie_buffers(d, (size_t)p->B * p->T, p->C));
-    d->be->copy(d->ids, nd->in[0]->data, (size_t)p->B * p->T * sizeof(int32_t));
+    if ((nd->op != MF_OP_encoder && nd->op != MF_OP_tp_embed) || nd->in[1] != &tp->t) continue;
+    /* the embedding, or its vocabulary-parallel form: rows [v0, v0 + nv) here */
+    int B, T, C, v0 = 0, nv = (int)tp->t.shape[0];
+    if (nd->op == MF_OP_encoder) {
+      B = nd->p.encoder.B, T = nd->p.encoder.T, C = nd->p.encoder.C;
+    } else {
+      B = nd->p.tp_embed.B, T = nd->p.tp_embed.T, C = nd->p.tp_embed.C;
+      v0 = nd->p.tp_embed.v0, nv = nd->p.tp_embed.nv;
+    }
+    if ((int64_t)B * T * d->size > d->tie_max) break;
+    MF_TRY(tie_buffers(d, (size_t)B * T, C));
+    d->be->copy(d->ids, nd->in[0]->data, (size_t)B * T * sizeof(int32_t));
     mf_ctx_defer_rows(c, nd->in[1], d->rows);
     d->tie_node = j;
-    d->tie_B = p->B;
-    d->tie_T = p->T;
+    d->tie_B = B;
+    d->tie_T = T;
+    d->tie_v0 = v0;
+    d->tie_nv = nv;
     d->uses[d->tie]--;
     break;
   }
@@ -464,7 +474,8 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
       const float *rows = (const float *)((const char *)d->rows_all + r * BT * C * d->es);
       const int32_t *ids = d->ids_all + r * BT;
       if (!d->zero) {
-        d->be->encoder_backward(at(d, d->recv, d->tie_lo), NULL, rows, ids, d->tie_B, d->tie_T, (int)C);
+        d->be->tp_embed_backward(at(d, d->recv, d->tie_lo), NULL, rows, ids, d->tie_B, d->tie_T, (int)C, d->tie_v0,
+                                 d->tie_nv);
         continue;
       }
       /* ZeRO-1: into this rank's pieces of the weight, whole rows each (plan_shard) */
@@ -473,7 +484,7 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
         size_t lo = b->lo + (size_t)d->rank * b->P, hi = lo + b->P < b->hi ? lo + b->P : b->hi;
         if (!b->tied || lo >= hi) continue;
         d->be->tp_embed_backward(at(d, d->shard, b->state), NULL, rows, ids, d->tie_B, d->tie_T, (int)C,
-                                 (int)((lo - d->tie_lo) / C), (int)((hi - lo) / C));
+                                 d->tie_v0 + (int)((lo - d->tie_lo) / C), (int)((hi - lo) / C));
       }
     }
     d->tie_steps++;

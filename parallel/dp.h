@@ -40,7 +40,8 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *dp, float bucket_mb,
                        const struct mf_backend *be);
 void mf_dp_free(mf_dp *d);
 /* Overlapped DP (plain or ZeRO-1) with more than one rank (else a no-op): param, a weight
- * [V, C] the LM head and the embedding (MF_OP_encoder) share, gets buckets of its own
+ * [V, C] the LM head and the embedding share (MF_OP_encoder; with tensor parallelism
+ * MF_OP_tp_embed and this rank's V rows of the vocabulary), gets buckets of its own
  * (under ZeRO-1 each rank's piece of it is whole rows), which go first, as soon as the LM
  * head's backward has run; the embedding's contribution is added after the reduction,
  * the same on every rank. Each step whose B*T*ranks is at most V (ZeRO-1: V/2; the

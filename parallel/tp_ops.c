@@ -122,7 +122,9 @@ mf_tensor *mf_tp_embed(mf_ctx *c, mf_tensor *idx, mf_tensor *wte, mf_tensor *wpe
 void mf_tp_embed_backward(mf_ctx *c, const mf_node *nd) {
   const mf_tp_embed_params *p = &nd->p.tp_embed;
   mf_tensor *wte = nd->in[1], *wpe = nd->in[2];
-  float *dwte = wte->requires_grad ? wte->grad : NULL, *dwpe = wpe->requires_grad ? wpe->grad : NULL;
+  void *rows = mf_ctx_deferred_rows(c, wte); /* data parallelism adds them after its reduction */
+  if (rows) BE(c)->copy(rows, nd->out->grad, (size_t)p->B * p->T * p->C * mf_dtype_size(BE(c)->act));
+  float *dwte = wte->requires_grad && !rows ? wte->grad : NULL, *dwpe = wpe->requires_grad ? wpe->grad : NULL;
   if (!dwte && !dwpe) return;
   BE(c)->tp_embed_backward(dwte, dwpe, nd->out->grad, nd->in[0]->data, p->B, p->T, p->C, p->v0, p->nv);
 }

@@ -13,8 +13,8 @@
  *   - data-parallel replicas bitwise identical; replicated tensor-parallel tensors too
  *   - ZeRO-1: optimizer state per rank = 1/dp of plain data parallelism (to a bucket's
  *     padding)
- *   - overlapped DP, plain and ZeRO-1, reduce the tied embedding first on every step
- *     (mf_dp_tie_early), and on none over MF_DP_TIE_EARLY's bound
+ *   - overlapped DP, plain and ZeRO-1, alone and with TP, reduce the tied embedding first
+ *     on every step (mf_dp_tie_early), and on none over MF_DP_TIE_EARLY's bound
  *   - a checkpoint saved at this layout loads into one process (whole tensors) as exactly
  *     this layout's parameters and optimizer state
  * A small vocabulary (300) keeps the test fast and puts tp = 4 on a rank with no real
@@ -147,15 +147,15 @@ static void run_layout(const result *ref, int tp, int zero, float bucket_mb, con
   mf_status st = train(&par, zero, bucket_mb, loss, &g, &opt, &dist);
   CHECKF(st == MF_OK, "%s: %s", name, mf_error_message());
   if (st != MF_OK) exit(mf_test_report("test_parallel"));
-  /* overlapped DP (plain or ZeRO-1) reduces the tied wte first and adds the embedding's
-   * rows after (mf_dp_tie_early): every step while B*T*ranks is within the bound (the
-   * padded vocabulary, half of it under ZeRO-1); TP's vocabulary-parallel embedding, one
-   * rank: never */
+  /* overlapped DP (plain or ZeRO-1; with TP, each rank's vocabulary slice) reduces the
+   * tied wte first and adds the embedding's rows after (mf_dp_tie_early): every step
+   * while B*T*ranks is within the bound (the rows wte holds here, half of them under
+   * ZeRO-1); one data-parallel rank: never */
   long tied = dist.dp ? mf_dp_tied_steps(dist.dp) : 0;
   const char *bound = getenv("MF_DP_TIE_EARLY"); /* the most rows (B*T*ranks) tied early */
   long rows = (long)B * T * par.dp_size, vp = (long)g->wte->shape[0];
   long max_rows = bound ? atol(bound) : zero ? vp / 2 : vp;
-  int want_tied = bucket_mb > 0 && tp == 1 && par.dp_size > 1 && rows <= max_rows;
+  int want_tied = bucket_mb > 0 && par.dp_size > 1 && rows <= max_rows;
   CHECKF(tied == (want_tied ? STEPS : 0), "%s: %ld steps with the tied embedding reduced early (want %d)", name, tied,
          want_tied ? STEPS : 0);
 

@@ -108,6 +108,9 @@ same_norms cpu_tp2 tp2 1e-4
 if [ "$kind" != nccl ] || [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -ge 4 ]; then
   emu dp2tp2 4 --set parallel.tp=2 --set parallel.zero=1 "${eps[@]}"
   grep -q 'data parallel 2 x tensor parallel 2' "$TMP/dp2tp2.log" && ok || bad "dp2tp2: $(grep '^parallel:' "$TMP/dp2tp2.log")"
+  # each rank's vocabulary slice of wte reduced first, the rows added into its ZeRO pieces
+  grep -q 'tied embedding reduced first on 3)' "$TMP/dp2tp2.log" && ok ||
+    bad "dp2tp2: the tied embedding not reduced first on every step: $(grep '^data parallel' "$TMP/dp2tp2.log")"
   same_losses one_eps dp2tp2 1 3
   same_norms one_eps dp2tp2
   same_params one_eps dp2tp2 --optim
