@@ -23,9 +23,10 @@ int mf_get_threads(void) { return omp_get_max_threads(); }
  * BLAS call (a constructor: libraries' run first, ours before main), a generic choice on
  * a CPU with AVX2/FMA or AVX-512 is switched to the kernels its instructions allow, and
  * OPENBLAS_CORETYPE is exported so child processes (ranks, the PyTorch reference in the
- * benchmarks) get the same (and MF_BLAS_REPLACED, what it replaced, for their notes). A user's OPENBLAS_CORETYPE is left alone. The switch uses
- * OpenBLAS's own start-up entry points (exported by DYNAMIC_ARCH builds; weak, so any other
- * BLAS build links and is left as it is). */
+ * benchmarks) get the same (and MF_BLAS_REPLACED, what it replaced, for their notes). A
+ * user's OPENBLAS_CORETYPE is left alone. The switch uses OpenBLAS's own start-up entry
+ * points (exported by DYNAMIC_ARCH builds; weak, so any other BLAS build links and is left
+ * as it is). */
 extern void gotoblas_dynamic_init(void) __attribute__((weak));
 extern void gotoblas_dynamic_quit(void) __attribute__((weak));
 

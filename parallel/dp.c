@@ -137,19 +137,23 @@ static void cut(mf_dp *d, size_t lo, size_t hi, size_t bs, int tied, int *k) {
 
 static size_t round_up(size_t x, size_t q) { return (x + q - 1) / q * q; }
 
+/* lcm(16, C) elements: whole rows of the tied weight, and 16-element aligned pieces */
+static size_t row_quantum(const mf_dp *d) {
+  size_t q = 16, C = (size_t)d->ps->p[d->tie].t.shape[1];
+  while (q % C) q += 16;
+  return q;
+}
+
 /* ZeRO-1: each bucket's pieces (P, a multiple of 16 elements, and of the tied weight's
  * rows in its buckets, so each rank's piece of it is whole rows: mf_dp_finish adds the
  * embedding's rows into it), where this rank's piece sits in the shard (state), the
  * staging buffer for buckets that do not split evenly, and the ranges AdamW updates. */
 static mf_status plan_shard(mf_dp *d) {
   size_t state = 0, stage_n = 0, S = (size_t)d->size;
-  size_t row_q = d->tie >= 0 ? d->ps->p[d->tie].t.shape[1] : 1;
   for (int k = 0; k < d->nb; k++) {
     bucket *b = &d->b[k];
-    size_t len = b->hi - b->lo, q = 16;
-    if (b->tied)
-      while (q % row_q) q += 16; /* lcm(16, C) */
-    b->P = round_up((len + S - 1) / S, q);
+    size_t len = b->hi - b->lo;
+    b->P = round_up((len + S - 1) / S, b->tied ? row_quantum(d) : 16);
     b->staged = b->P * S != len;
     if (b->staged && b->P * S > stage_n) stage_n = b->P * S;
     b->state = state;
@@ -181,12 +185,8 @@ static mf_status layout(mf_dp *d) {
   size_t n = d->ps->numel;
   d->nb = 0;
   if (d->tie >= 0) {
-    size_t bw = d->bs;
-    if (d->zero) { /* whole rows per rank: a multiple of size * lcm(16, C) */
-      size_t q = 16, C = d->ps->p[d->tie].t.shape[1];
-      while (q % C) q += 16;
-      bw = round_up(bw, q * (size_t)d->size);
-    }
+    /* ZeRO-1: whole rows per rank, so a multiple of size * lcm(16, C) */
+    size_t bw = d->zero ? round_up(d->bs, row_quantum(d) * (size_t)d->size) : d->bs;
     cut(d, d->tie_hi, n, d->bs, 0, &d->nb);
     cut(d, d->tie_lo, d->tie_hi, bw, 1, &d->nb);
     cut(d, 0, d->tie_lo, d->bs, 0, &d->nb);
