@@ -435,10 +435,12 @@ int main(int argc, char **argv) {
   char bdesc[32];
   if (o.B) snprintf(bdesc, sizeof bdesc, "B=%d", o.B);
   else snprintf(bdesc, sizeof bdesc, "B=max (<= %d)", o.B_cap);
+  int cpu = strcmp(o.device, "cpu") == 0;
   printf("# gpt_train: %s%s AdamW training step on %s, %d threads each side, %s, median of %d rounds x %d steps "
-         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s\n", o.precision, o.tf32 ? " (TF32 matmuls)" : "",
+         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s%s%s%s\n", o.precision, o.tf32 ? " (TF32 matmuls)" : "",
          o.device, o.threads, bdesc, o.rounds, o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "",
-         o.graph ? "; ours as a CUDA graph" : "");
+         o.graph ? "; ours as a CUDA graph" : "", cpu ? "; ours on " : "", cpu ? mf_blas_kernels() : "",
+         cpu && getenv("MF_BLAS_REPLACED") ? ", OPENBLAS_CORETYPE exported to PyTorch too" : "");
   printf("%-5s %5s %3s %10s %10s %9s %9s %9s %9s %9s\n", "shape", "T", "B", "ours_ms", "torch_ms", "ours_tok/s",
          "torch_tok/s", "ours_MiB", "torch_MiB", "speedup");
   char sh[64];
