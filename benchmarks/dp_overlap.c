@@ -96,7 +96,8 @@ int main(int argc, char **argv) {
   mf_gpt *g;
   mf_adamw oa, ob;
   mf_dist da, db;
-  mf_parallel_cfg pa = {.tp = 1, .bucket_mb = bucket, .zero = zero}, pb = {.tp = 1, .bucket_mb = 0, .zero = zero};
+  mf_parallel_cfg pa = {.tp = 1, .bucket_mb = bucket, .zero = zero};
+  mf_parallel_cfg pb = {.tp = 1, .bucket_mb = 0, .zero = zero};
   if (mf_gpt_create(&g, &cfg.model) != MF_OK || mf_dist_init(&da, &par, g, &pa, &mf_backend_cpu, &oa) != MF_OK ||
       mf_dist_init(&db, &par, g, &pb, &mf_backend_cpu, &ob) != MF_OK) {
     fprintf(stderr, "dp_overlap: %s\n", mf_error_message());

@@ -437,7 +437,8 @@ int main(int argc, char **argv) {
   else snprintf(bdesc, sizeof bdesc, "B=max (<= %d)", o.B_cap);
   int cpu = strcmp(o.device, "cpu") == 0;
   printf("# gpt_train: %s%s AdamW training step on %s, %d threads each side, %s, median of %d rounds x %d steps "
-         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s%s%s%s\n", o.precision, o.tf32 ? " (TF32 matmuls)" : "",
+         "(A B alternating); both sides OMP_WAIT_POLICY=PASSIVE%s%s%s%s%s\n", o.precision,
+         o.tf32 ? " (TF32 matmuls)" : "",
          o.device, o.threads, bdesc, o.rounds, o.steps, strcmp(o.device, "cuda") == 0 ? "; MiB = peak device memory" : "",
          o.graph ? "; ours as a CUDA graph" : "", cpu ? "; ours on " : "", cpu ? mf_blas_kernels() : "",
          cpu && getenv("MF_BLAS_REPLACED") ? ", OPENBLAS_CORETYPE exported to PyTorch too" : "");

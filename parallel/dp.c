@@ -173,7 +173,8 @@ static mf_status plan_shard(mf_dp *d) {
   d->stage_n = stage_n;
   d->shard = d->be->alloc(state * d->es + 64);
   if (stage_n) d->stage = d->be->alloc(stage_n * sizeof(float));
-  if (!d->shard || (stage_n && !d->stage)) return MF_ERR(MF_ERR_NOMEM, "out of memory for the ZeRO-1 gradient shard");
+  if (!d->shard || (stage_n && !d->stage))
+    return MF_ERR(MF_ERR_NOMEM, "out of memory for the ZeRO-1 gradient shard");
   d->be->memset0(d->shard, state * d->es);
   return MF_OK;
 }
@@ -271,7 +272,8 @@ mf_status mf_dp_create(mf_dp **out, mf_params *ps, mf_comm *comm, float bucket_m
   d->pb0 = calloc((size_t)ps->n, sizeof *d->pb0);
   d->pb1 = calloc((size_t)ps->n, sizeof *d->pb1);
   d->ranges = calloc((size_t)cap, sizeof *d->ranges);
-  mf_status st = d->b && d->ord && d->uses && d->pb0 && d->pb1 && d->ranges ? MF_OK : MF_ERR(MF_ERR_NOMEM, "out of memory");
+  int ok = d->b && d->ord && d->uses && d->pb0 && d->pb1 && d->ranges;
+  mf_status st = ok ? MF_OK : MF_ERR(MF_ERR_NOMEM, "out of memory");
   if (st == MF_OK) st = layout(d);
   if (st == MF_OK && !zero) {
     d->recv = be->alloc(numel * d->es + 64);
@@ -349,9 +351,9 @@ static mf_status progress(mf_dp *d) {
   return MF_OK;
 }
 
-/* Launches ready buckets in this step's order (the same on every rank), at most INFLIGHT at a time: a
- * bucket is reduced while it is still in cache, and many collectives in flight only take
- * turns at the same cores. all: every gradient is final. */
+/* Launches ready buckets in this step's order (the same on every rank), at most INFLIGHT
+ * at a time: a bucket is reduced while it is still in cache, and many collectives in
+ * flight only take turns at the same cores. all: every gradient is final. */
 #define INFLIGHT 2
 static mf_status pump(mf_dp *d, int all) {
   MF_TRY(progress(d));
@@ -474,8 +476,8 @@ mf_status mf_dp_finish(mf_dp *d, mf_ctx *c) {
       const float *rows = (const float *)((const char *)d->rows_all + r * BT * C * d->es);
       const int32_t *ids = d->ids_all + r * BT;
       if (!d->zero) {
-        d->be->tp_embed_backward(at(d, d->recv, d->tie_lo), NULL, rows, ids, d->tie_B, d->tie_T, (int)C, d->tie_v0,
-                                 d->tie_nv);
+        d->be->tp_embed_backward(at(d, d->recv, d->tie_lo), NULL, rows, ids, d->tie_B, d->tie_T, (int)C,
+                                 d->tie_v0, d->tie_nv);
         continue;
       }
       /* ZeRO-1: into this rank's pieces of the weight, whole rows each (plan_shard) */

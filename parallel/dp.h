@@ -14,7 +14,8 @@
  * embedding's node has run, at the very end, and they are most of a small GPT's gradient:
  * mf_dp_tie_early puts their buckets first and makes the embedding defer its rows, so they
  * are reduced during the rest of backward, and the rows (each rank's B*T x C, all-gathered)
- * are added to the reduced sum (ZeRO-1: to this rank's pieces) afterwards. mf_dp_finish launches what is left and waits.
+ * are added to the reduced sum (ZeRO-1: to this rank's pieces) afterwards. mf_dp_finish
+ * launches what is left and waits.
  *
  * Reductions sum: the loss seed already divides by the global batch, so the sum is the
  * mean gradient over all ranks, the same on every rank.
